@@ -1,0 +1,6 @@
+"""`python -m hpcrun`."""
+
+from hpcrun.cli.main import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,9 @@
+"""`hpcrun inspect`: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `inspect` command(s) to the app."""

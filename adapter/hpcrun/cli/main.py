@@ -1,0 +1,63 @@
+"""Entry point: dispatch, and the one place where errors become exit codes.
+
+``hpcrun [OPTIONS] [LAUNCHER [LAUNCHER-OPTIONS]] IMAGE COMMAND...`` is the launch path; it
+is parsed by hand (``hpcrun.cli.run``) so that launching never imports typer or rich.
+``hpcrun site|inspect|check|env|module ...`` are subcommands served by typer
+(``hpcrun.cli.app``), imported only when used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+from hpcrun.errors import HpcrunError
+
+SUBCOMMANDS = ("site", "inspect", "check", "env", "module")
+
+
+def _debug_requested(argv: List[str]) -> bool:
+    return "--debug" in argv or os.environ.get("HPCRUN_DEBUG", "") not in ("", "0")
+
+
+def report(error: HpcrunError) -> None:
+    """Print an error as one line plus an optional hint line, to stderr."""
+    sys.stderr.write(f"hpcrun: error: {error.message}\n")
+    if error.hint:
+        sys.stderr.write(f"hpcrun: hint: {error.hint}\n")
+
+
+def _first_word(argv: List[str]) -> Optional[str]:
+    """The first argument that is not a global option (``--debug``)."""
+    for arg in argv:
+        if arg == "--debug":
+            continue
+        return arg
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run hpcrun with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    try:
+        word = _first_word(args)
+        if word in SUBCOMMANDS or word in ("--help", "-h", "--version", None):
+            from hpcrun.cli.app import run_app
+
+            return run_app([a for a in args if a != "--debug"])
+        from hpcrun.cli.run import run
+
+        return run(args)
+    except HpcrunError as error:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        report(error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141

@@ -1,0 +1,9 @@
+"""`hpcrun module`: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `module` command(s) to the app."""

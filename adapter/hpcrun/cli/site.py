@@ -1,0 +1,9 @@
+"""`hpcrun site`: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `site` command(s) to the app."""

@@ -1,0 +1,44 @@
+"""Facts about the host node, as the plan consumes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """The container runtime found on this host.
+
+    ``kind`` is apptainer, singularity or charliecloud; ``flavour`` tells SingularityCE from
+    Singularity 3.x legacy where it matters; ``binary`` is the absolute path or "" when the
+    runtime is not installed (a dry run still works).
+    """
+
+    kind: str
+    binary: str = ""
+    version: str = ""
+    flavour: str = ""
+
+
+@dataclass(frozen=True)
+class GpuHost:
+    """GPUs on this node: ``vendor`` nvidia, amd or none; the NVIDIA driver version."""
+
+    vendor: str = "none"
+    driver_version: str = ""
+    devices: Tuple[str, ...] = ()
+    evidence: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything hpcrun knows about the launch node."""
+
+    architecture: str = ""  # uname -m
+    glibc: str = ""
+    cpus: int = 0  # CPUs usable by this process (affinity / cgroup)
+    cgroup_cpu_quota: float = 0.0  # CPUs from cgroup quota, 0 when unlimited
+    runtime: RuntimeInfo = RuntimeInfo(kind="apptainer")
+    gpu: GpuHost = GpuHost()
+    environ: Tuple[Tuple[str, str], ...] = ()  # the relevant part of os.environ

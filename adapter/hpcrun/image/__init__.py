@@ -1,0 +1,1 @@
+"""Reading container images (SIF, squashfs, ext3, sandbox) without starting a container."""

@@ -1,0 +1,118 @@
+"""The plan: every decision hpcrun makes for one launch, as a plain frozen value.
+
+A plan is built by pure functions from (profile, parsed command line, host facts, image
+facts) and never starts a container or touches the network.  It can be printed, diffed,
+serialised to JSON (``PLAN_VERSION``) and tested.  Every bind, variable and flag carries
+the reason it is there.  Tuples keep it hashable and the order deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Tuple
+
+PLAN_VERSION = 1
+
+# Severities of diagnostics.
+INFO = "info"
+WARNING = "warning"
+ERROR = "error"
+
+# Verdicts of the resolver.
+COMPATIBLE = "compatible"
+COMPATIBLE_WITH_WARNINGS = "warnings"
+INCOMPATIBLE = "incompatible"
+NOT_CHECKED = "not-checked"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A finding: ``severity`` is info, warning or error; ``code`` is a stable identifier."""
+
+    severity: str
+    code: str
+    message: str
+    hint: str = ""
+    source: str = ""  # what it is about: a profile key, a library path, the image
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path made visible in the container.
+
+    ``reason`` says why: the profile key (``binds[2]``, ``mpi.libraries``) or the chain of
+    libraries that needed it (``libmpi.so.12 -> libfabric.so.1``).
+    """
+
+    source: str
+    destination: str
+    read_only: bool = False
+    reason: str = ""
+    kind: str = "path"  # path | library | alias | config | filesystem | gpu | device
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One environment decision.
+
+    ``scope`` is ``container`` (the application's environment) or ``launcher`` (the
+    environment hpcrun execs the launcher with).  ``action`` is set, prepend, append or
+    unset; ``source`` is user, profile, default, gpu, threads, wireup, resolver.
+    """
+
+    name: str
+    value: str
+    scope: str = "container"
+    action: str = "set"
+    source: str = "profile"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A runtime flag (``--nv``, ``--rocm``, ``--cleanenv``) with the reason it is used."""
+
+    flag: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What is finally exec'd: argv and the changes to the launcher's environment.
+
+    ``env_set`` pairs are applied on top of the caller's environment, ``env_unset`` names
+    removed from it.  Rendering for Apptainer, Singularity or Charliecloud produces this.
+    """
+
+    argv: Tuple[str, ...]
+    env_set: Tuple[Tuple[str, str], ...] = ()
+    env_unset: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one launch will do, and why."""
+
+    site: str
+    runtime: str  # apptainer | singularity | charliecloud
+    runtime_binary: str
+    launcher: Tuple[str, ...]  # launcher argv including its options; () for no launcher
+    runtime_args: Tuple[str, ...]  # runtime argv up to (not including) the image
+    image: str
+    command: Tuple[str, ...]  # the application's argv, byte for byte
+    binds: Tuple[Bind, ...] = ()
+    env: Tuple[EnvVar, ...] = ()
+    flags: Tuple[Flag, ...] = ()
+    diagnostics: Tuple[Diagnostic, ...] = ()
+    verdict: str = NOT_CHECKED
+    invocation: Invocation = field(default_factory=lambda: Invocation(argv=()))
+
+    @property
+    def errors(self) -> Tuple[Diagnostic, ...]:
+        """Diagnostics of severity error."""
+        return tuple(d for d in self.diagnostics if d.severity == ERROR)
+
+    @property
+    def warnings(self) -> Tuple[Diagnostic, ...]:
+        """Diagnostics of severity warning."""
+        return tuple(d for d in self.diagnostics if d.severity == WARNING)

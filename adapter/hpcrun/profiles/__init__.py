@@ -1,0 +1,1 @@
+"""Site profiles: TOML files written by sysadmins that describe a cluster."""

