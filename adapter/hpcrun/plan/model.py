@@ -90,6 +90,50 @@ class Invocation:
 
 
 @dataclass(frozen=True)
+class Contribution:
+    """What one decision stage (resolver, GPU, threads, wire-up) adds to a plan.
+
+    ``library_path`` are container directories for ``LD_LIBRARY_PATH`` (in order),
+    ``preload`` container paths for ``LD_PRELOAD``; ``wrapper`` is an argv inserted between
+    the launcher and the runtime (a per-rank POSIX sh trampoline, never Python); ``verdict``
+    is set by the resolver only.
+    """
+
+    binds: Tuple[Bind, ...] = ()
+    env: Tuple[EnvVar, ...] = ()
+    flags: Tuple[Flag, ...] = ()
+    diagnostics: Tuple[Diagnostic, ...] = ()
+    library_path: Tuple[str, ...] = ()
+    preload: Tuple[str, ...] = ()
+    wrapper: Tuple[str, ...] = ()
+    verdict: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    """The parsed launch command line: what the user asked for.
+
+    ``launcher`` is the launcher argv (name and its options) or () for none; ``image`` the
+    image argument; ``command`` the application argv.  Overrides are "" / None when not
+    given on the command line.
+    """
+
+    launcher: Tuple[str, ...]
+    image: str
+    command: Tuple[str, ...]
+    site: str = ""
+    runtime: str = ""  # --runtime apptainer|singularity|charliecloud
+    gpu: str = ""  # --gpu nvidia|rocm, or "none" for --no-gpu
+    threads: str = ""  # --threads N|auto|off
+    abi_policy: str = ""  # --abi-policy major|full|strict
+    cleanenv: bool = False  # --cleanenv / --containall requested for the runtime
+    force: bool = False
+    no_check: bool = False
+    runtime_options: Tuple[str, ...] = ()  # extra options for the runtime's exec
+    user_env: Tuple[Tuple[str, str], ...] = ()  # --env NAME=VALUE
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything one launch will do, and why."""
 
@@ -105,6 +149,7 @@ class Plan:
     flags: Tuple[Flag, ...] = ()
     diagnostics: Tuple[Diagnostic, ...] = ()
     verdict: str = NOT_CHECKED
+    wrapper: Tuple[str, ...] = ()  # per-rank trampoline between launcher and runtime
     invocation: Invocation = field(default_factory=lambda: Invocation(argv=()))
 
     @property

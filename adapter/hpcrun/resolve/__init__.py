@@ -1,1 +1,1 @@
-"""hpcrun.resolve"""
+"""Decisions: host library closure, MPI ABI verdict, GPU flags, thread counts."""
