@@ -19,6 +19,8 @@ WHEEL_VERSIONS = {
     "impi": "2019.4.243",
     "impi_rt": "2021.19.0",
     "mpi4py": "4.1.2",
+    # A real CUDA runtime (libcudart.so.12) for the GPU tests; unpacked like the MPI wheels.
+    "nvidia_cuda_runtime_cu12": "12.9.79",
 }
 
 

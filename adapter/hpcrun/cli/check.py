@@ -1,9 +1,131 @@
-"""`hpcrun check`: placeholder until its issue lands."""
+"""`hpcrun check`: can this site's host MPI serve this image (and app)? Exit 0/1/2.
+
+``hpcrun check [--site S] IMAGE [--app "CMD ARGS"] [APP ARGV...] [--json] [--abi-policy P]
+[--explain]`` inspects the image (no container is started), resolves the host library
+closure and prints the verdict: 0 compatible, 1 compatible with warnings, 2 incompatible.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+from typing import Any, Dict, List, Optional
+
 import typer
+
+from hpcrun.plan.model import (
+    COMPATIBLE,
+    COMPATIBLE_WITH_WARNINGS,
+    ERROR,
+    INCOMPATIBLE,
+    WARNING,
+    Contribution,
+    Request,
+)
+
+EXIT_CODES = {COMPATIBLE: 0, COMPATIBLE_WITH_WARNINGS: 1, INCOMPATIBLE: 2}
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `check` command(s) to the app."""
+    """Add the `check` command to the app."""
+    app.command("check")(check_command)
+
+
+def check_command(
+    image: str = typer.Argument(..., help="Image: .sif, squashfs, ext3 or sandbox directory."),
+    command: Optional[List[str]] = typer.Argument(
+        None, help="The application command to check (after the image, or use --app)."),
+    site: str = typer.Option("", "--site", help="Site profile name or file (default "
+                             "$HPCRUN_SITE)."),
+    app: str = typer.Option("", "--app", help="Application command line, e.g. \"python3 -m "
+                            "mpi4py.bench helloworld\"."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    abi_policy: str = typer.Option("", "--abi-policy", help="Version rule: major, full, strict "
+                                   "(default: the profile's mpi.abi_policy)."),
+    explain: bool = typer.Option(False, "--explain", help="Also list every host file bound, "
+                                 "with the chain of libraries that needed it."),
+) -> int:
+    """Check that the site's host MPI can serve IMAGE (and its application): 0 compatible,
+    1 warnings, 2 incompatible."""
+    from hpcrun.host.probe import probe_host
+    from hpcrun.image.inspect import inspect_image
+    from hpcrun.profiles.lookup import default_site, load_site
+    from hpcrun.resolve.resolver import resolve
+
+    argv = shlex.split(app) if app else list(command or [])
+    profile = load_site(site or default_site(os.environ), os.environ)
+    facts = inspect_image(image, app=argv or None)
+    host = probe_host()
+    request = Request(launcher=(), image=image, command=tuple(argv), site=profile.name,
+                      abi_policy=abi_policy)
+    result = resolve(profile, request, host, facts)
+    if as_json:
+        typer.echo(json.dumps(to_json(result, profile.name, image, argv), indent=2))
+    else:
+        _print(result, profile.name, image, argv, explain)
+    return EXIT_CODES.get(result.verdict, 2)
+
+
+def to_json(result: Contribution, site: str, image: str, argv: List[str]) -> Dict[str, Any]:
+    """The check result as a JSON-ready dict (stable keys)."""
+    return {
+        "site": site,
+        "image": image,
+        "app": argv,
+        "verdict": result.verdict,
+        "exit_code": EXIT_CODES.get(result.verdict, 2),
+        "diagnostics": [
+            {"severity": d.severity, "code": d.code, "message": d.message, "hint": d.hint,
+             "source": d.source} for d in result.diagnostics],
+        "binds": [
+            {"source": b.source, "destination": b.destination, "kind": b.kind,
+             "reason": b.reason} for b in result.binds],
+        "library_path": list(result.library_path),
+        "preload": list(result.preload),
+        "env": [{"name": e.name, "value": e.value, "reason": e.reason} for e in result.env],
+    }
+
+
+_STYLE = {ERROR: "bold red", WARNING: "yellow", "info": "dim"}
+_VERDICT = {COMPATIBLE: ("compatible", "bold green"),
+            COMPATIBLE_WITH_WARNINGS: ("compatible, with warnings", "bold yellow"),
+            INCOMPATIBLE: ("incompatible", "bold red")}
+
+
+def _print(result: Contribution, site: str, image: str, argv: List[str], explain: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=False)
+    subject = escape(image) + (f" {escape(' '.join(argv))}" if argv else "")
+    text, style = _VERDICT.get(result.verdict, (result.verdict, "bold"))
+    console.print(f"site [bold]{escape(site)}[/bold], image {subject}: [{style}]{text}[/{style}]")
+    if result.diagnostics:
+        table = Table(title="findings", title_justify="left")
+        table.add_column("severity", no_wrap=True)
+        table.add_column("code", no_wrap=True)
+        table.add_column("finding", overflow="fold")
+        table.add_column("what to do", overflow="fold")
+        for d in result.diagnostics:
+            s = _STYLE.get(d.severity, "")
+            table.add_row(f"[{s}]{d.severity}[/{s}]" if s else d.severity, d.code,
+                          escape(d.message), escape(d.hint))
+        console.print(table)
+    if result.env:
+        for env in result.env:
+            console.print(f"set {escape(env.name)}={escape(env.value)}: {escape(env.reason)}")
+    if explain:
+        table = Table(title=f"host files bound ({len(result.binds)})", title_justify="left")
+        table.add_column("container path", overflow="fold")
+        table.add_column("host file", overflow="fold")
+        table.add_column("kind", no_wrap=True)
+        table.add_column("needed by", overflow="fold")
+        for b in result.binds:
+            table.add_row(escape(b.destination), escape(b.source), b.kind, escape(b.reason))
+        console.print(table)
+        if result.library_path:
+            console.print("LD_LIBRARY_PATH starts with " + escape(":".join(result.library_path)))
+        if result.preload:
+            console.print("LD_PRELOAD " + escape(":".join(result.preload)))

@@ -1,9 +1,151 @@
-"""`hpcrun inspect`: placeholder until its issue lands."""
+"""`hpcrun inspect IMAGE [--app CMD...]`: what hpcrun reads from an image, without running it.
+
+Usage::
+
+    hpcrun inspect [--json] [--no-cache] IMAGE [--app CMD ARGS...]
+    hpcrun inspect IMAGE -- CMD ARGS...          (same as --app)
+
+Everything after ``--app`` (or ``--``) is the application command, taken verbatim, so its
+own options are never read as hpcrun's; ``--json`` and ``--no-cache`` may also follow IMAGE
+as long as they come before the command.  People get a summary; ``--json`` prints
+:func:`hpcrun.image.serialize.facts_to_json` for scripts.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Any, List, Optional, Tuple
+
 import typer
+
+from hpcrun.errors import UsageError
+
+OWN_FLAGS = ("--json", "--no-cache")
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `inspect` command(s) to the app."""
+    """Add the `inspect` command to the app."""
+    app.command(
+        "inspect",
+        context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    )(inspect_command)
+
+
+def split_arguments(args: List[str]) -> Tuple[List[str], bool, bool]:
+    """(command, json, no_cache) from what follows IMAGE on the command line."""
+    as_json = no_cache = False
+    rest = list(args)
+    while rest and rest[0] in OWN_FLAGS:
+        flag = rest.pop(0)
+        as_json = as_json or flag == "--json"
+        no_cache = no_cache or flag == "--no-cache"
+    if rest and rest[0] in ("--app", "--"):
+        rest.pop(0)
+        if not rest:
+            raise UsageError("--app needs a command", hint="hpcrun inspect IMAGE --app CMD ARGS...")
+    elif rest and rest[0].startswith("-"):
+        raise UsageError(
+            f"unknown option {rest[0]} for hpcrun inspect",
+            hint="options go before the command: hpcrun inspect [--json] [--no-cache] IMAGE "
+            "[--app CMD ...]",
+        )
+    return rest, as_json, no_cache
+
+
+def inspect_command(
+    image: str = typer.Argument(..., help="SIF/squashfs/ext3 image file or sandbox directory."),
+    command: Optional[List[str]] = typer.Argument(
+        None, help="--app CMD ARGS... (or -- CMD ...): the application to analyse."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and bypass the facts cache."),
+) -> None:
+    """Show the facts hpcrun reads from an image: architecture, libc, MPI, GPU runtimes, app."""
+    from hpcrun.image.inspect import inspect_image
+    from hpcrun.image.serialize import facts_to_json
+
+    app, late_json, late_no_cache = split_arguments(list(command or []))
+    facts = inspect_image(image, app=app or None, use_cache=not (no_cache or late_no_cache))
+    if as_json or late_json:
+        sys.stdout.write(json.dumps(facts_to_json(facts), indent=2) + "\n")
+        return
+    show(facts)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def show(facts: Any) -> None:
+    """Print a summary of ImageFacts for people (rich)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    libc = f"{facts.libc.kind} {facts.libc.version}".strip()
+    console.print(f"[bold]{escape(facts.source)}[/bold] ({facts.kind})")
+    rows = [
+        ("architecture", facts.architecture or "unknown"),
+        ("libc", f"{libc} ({facts.libc.path})" if facts.libc.path else libc),
+        ("ld.so.cache", f"{len(facts.ld_cache)} libraries"),
+        ("library dirs", " ".join(facts.library_dirs)),
+        ("CUDA runtime", facts.cuda_runtime or "-"),
+        ("ROCm", facts.rocm or "-"),
+    ]
+    require = facts.env("NVIDIA_REQUIRE_CUDA")
+    if require:
+        rows.append(("NVIDIA_REQUIRE_CUDA", require))
+    summary = Table(show_header=False, box=None)
+    summary.add_column(style="bold")
+    summary.add_column(overflow="fold")
+    for key, value in rows:
+        summary.add_row(key, escape(value))
+    console.print(summary)
+    if facts.mpi:
+        table = Table(title="MPI libraries", title_justify="left")
+        for column in ("soname", "family", "role", "implementation", "version", "path"):
+            table.add_column(column, overflow="fold")
+        for lib in facts.mpi:
+            table.add_row(lib.soname, lib.family, lib.role, lib.implementation or "?",
+                          lib.version or "?", escape(lib.real_path or lib.path))
+        console.print(table)
+    else:
+        console.print("MPI libraries: none found")
+    if facts.version_defs:
+        table = Table(title="symbol versions provided", title_justify="left")
+        table.add_column("library")
+        table.add_column("versions (last defined)", overflow="fold")
+        for defs in facts.version_defs:
+            table.add_row(defs.soname, escape(" ".join(defs.versions[-4:])))
+        console.print(table)
+    if facts.app is not None:
+        _show_app(console, facts.app)
+    for warning in facts.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
+def _show_app(console: Any, app: Any, indent: str = "") -> None:
+    from rich.markup import escape
+
+    title = " ".join(app.command) or app.path
+    console.print(f"{indent}[bold]application[/bold] {escape(title)}: {app.kind}"
+                  + (f" at {escape(app.path)}" if app.path and app.command else ""))
+    details = []
+    if app.mpi_needed:
+        details.append(f"needs {', '.join(app.mpi_needed)}")
+    if app.mpi_family:
+        details.append(f"MPI family {app.mpi_family}")
+    if app.static_mpi:
+        details.append("MPI linked statically")
+    if app.interpreter and app.kind == "python":
+        details.append(f"interpreter {app.interpreter}")
+    if details:
+        console.print(f"{indent}  " + escape("; ".join(details)))
+    for ext in app.extensions:
+        console.print(f"{indent}  extension {escape(ext.path)}: "
+                      f"{escape(', '.join(ext.mpi_needed) or '-')} ({ext.mpi_family or '?'})")
+    for warning in app.warnings:
+        console.print(f"{indent}  [yellow]warning:[/yellow] {escape(warning)}")

@@ -1,12 +1,280 @@
-"""The launch path: placeholder, owned by the foundation work."""
+"""The launch path: ``hpcrun [OPTIONS] [LAUNCHER [LAUNCHER-OPTIONS]] IMAGE COMMAND...``.
+
+Parsed by hand (no typer, no rich unless ``--explain``) so that a launch stays fast.  The
+stages that decide things (profiles, image inspection, resolver, GPU, threads, wire-up)
+are imported lazily and used when they are installed; the plan is built purely by
+:func:`hpcrun.plan.build.build_plan`, then printed (``--dry-run``, ``--explain``,
+``--json``) or exec'd.
+"""
 
 from __future__ import annotations
 
-from typing import List
+import dataclasses
+import importlib
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 
-from hpcrun.errors import UsageError
+from hpcrun.errors import EnvironmentNotFoundError, UsageError
+from hpcrun.host.facts import HostFacts, RuntimeInfo
+from hpcrun.image.facts import ImageFacts
+from hpcrun.plan.model import Contribution, Plan, Request
+from hpcrun.profiles.model import Profile
+
+USAGE = """\
+usage: hpcrun [OPTIONS] [srun|mpirun|mpiexec [LAUNCHER-OPTIONS]] IMAGE COMMAND...
+
+Run COMMAND from the container IMAGE with the host's MPI (the bind model).
+
+options (before the launcher):
+  --site S              site profile name or file (default: detected)
+  --runtime R           apptainer | singularity | charliecloud
+  --image PATH          the image, when hpcrun cannot tell where it starts
+  --gpu nvidia|rocm     enable the GPU runtime flag;  --no-gpu  disable it
+  --threads N|auto|off  thread-count variables (OMP_NUM_THREADS ...)
+  --abi-policy P        major | full | strict (host vs container MPI versions)
+  --cleanenv            run the container with a clean environment
+  --env NAME=VALUE      set a variable inside the container (repeatable)
+  --force               launch despite errors in the plan
+  --no-check            skip image inspection and the MPI compatibility check
+  --dry-run             print the command as a shell snippet, do not run it
+  --explain             show every bind and variable with its reason
+  --json                print the plan as JSON
+  --debug               show tracebacks
+  --help                this help
+
+subcommands: hpcrun site|inspect|check|env|module --help
+"""
+
+_VALUE = ("--site", "--runtime", "--image", "--gpu", "--threads", "--abi-policy", "--env")
+_FLAGS = ("--no-gpu", "--cleanenv", "--force", "--no-check", "--dry-run", "--explain",
+          "--json", "--debug", "--help", "-h")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class Options:
+    """hpcrun's own options (before the launcher)."""
+
+    site: str = ""
+    runtime: str = ""
+    image: str = ""
+    gpu: str = ""
+    threads: str = ""
+    abi_policy: str = ""
+    cleanenv: bool = False
+    force: bool = False
+    no_check: bool = False
+    dry_run: bool = False
+    explain: bool = False
+    json: bool = False
+    help: bool = False
+    env: List[Tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def launching(self) -> bool:
+        """True for a real launch (not a dry run, explanation or JSON)."""
+        return not (self.dry_run or self.explain or self.json)
+
+
+def _check_value(option: str, value: str) -> None:
+    choices = {"--runtime": ("apptainer", "singularity", "charliecloud"),
+               "--gpu": ("nvidia", "rocm"), "--abi-policy": ("major", "full", "strict")}
+    if option in choices and value not in choices[option]:
+        raise UsageError(f"{option} {value!r}: expected one of {', '.join(choices[option])}",
+                         f"e.g. {option} {choices[option][0]}")
+    if option == "--threads" and value not in ("auto", "off") and not (
+            value.isdigit() and int(value) > 0):
+        raise UsageError(f"--threads {value!r}: expected a positive number, auto or off",
+                         "e.g. --threads 4")
+    if option == "--env":
+        name, sep, _ = value.partition("=")
+        if not sep or not _NAME.match(name):
+            raise UsageError(f"--env {value!r}: expected NAME=VALUE with a valid variable name",
+                             "e.g. --env OMP_PROC_BIND=close")
+    if option in ("--site", "--image") and not value:
+        raise UsageError(f"{option} needs a non-empty value")
+
+
+def parse_args(args: List[str]) -> Tuple[Options, List[str]]:
+    """Split hpcrun's options from the rest (``[LAUNCHER ...] IMAGE COMMAND...``).
+
+    Options end at the first word that is not one of hpcrun's options, or after ``--``.
+    ``--opt=value`` and ``--opt value`` are both accepted.
+    """
+    opts = Options()
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            i += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        name, sep, inline = word.partition("=")
+        if name in _VALUE:
+            if sep:
+                value = inline
+                i += 1
+            else:
+                if i + 1 >= len(args):
+                    raise UsageError(f"{name} needs a value", USAGE.splitlines()[0])
+                value = args[i + 1]
+                i += 2
+            _check_value(name, value)
+            if name == "--env":
+                key, _, val = value.partition("=")
+                opts.env.append((key, val))
+            else:
+                setattr(opts, name[2:].replace("-", "_"), value)
+            continue
+        if word in _FLAGS:
+            if word == "--no-gpu":
+                opts.gpu = "none"
+            elif word in ("--help", "-h"):
+                opts.help = True
+            elif word != "--debug":
+                setattr(opts, word[2:].replace("-", "_"), True)
+            i += 1
+            continue
+        raise UsageError(f"unknown hpcrun option {word!r}",
+                         "hpcrun's options come before the launcher; see `hpcrun --help`")
+    return opts, args[i:]
+
+
+def _optional(module: str, attribute: str) -> Optional[Callable[..., Any]]:
+    """A function of a pipeline stage that may not be installed yet (None if absent)."""
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and module.startswith(error.name):
+            return None
+        raise
+    found = getattr(loaded, attribute, None)
+    return found if callable(found) else None
+
+
+def load_profile(site: str, environ: Mapping[str, str]) -> Profile:
+    """The site profile: ``--site``, else ``$HPCRUN_SITE`` (UsageError when neither)."""
+    from hpcrun.profiles.lookup import default_site, load_site
+
+    return load_site(site or default_site(environ), environ)
+
+
+def inspect(image: str, command: Tuple[str, ...]) -> Optional[ImageFacts]:
+    """Image facts when the inspector is installed and the image is a local path."""
+    inspect_image = _optional("hpcrun.image.inspect", "inspect_image")
+    if inspect_image is None or "://" in image:
+        return None
+    return inspect_image(image, app=command)
+
+
+def contributions(profile: Profile, request: Request, host: HostFacts,
+                  image: Optional[ImageFacts], environ: Mapping[str, str]
+                  ) -> List[Contribution]:
+    """Ask every installed decision stage for its contribution, in a fixed order:
+    resolver (library closure and verdict), GPU, threads, wire-up."""
+    found: List[Any] = []
+    kind = host.runtime.kind
+    resolve = _optional("hpcrun.resolve.resolver", "resolve")
+    if resolve is not None:
+        found.append(resolve(profile, request, host, image))
+    gpu = _optional("hpcrun.resolve.gpu", "decide")
+    if gpu is not None:
+        found.append(gpu(profile, request, host, image, kind))
+    threads = _optional("hpcrun.resolve.threads", "decide")
+    if threads is not None:
+        found.append(threads(profile, request, host, environ))
+    wireup = _optional("hpcrun.render.wireup", "decide")
+    if wireup is not None:
+        found.append(wireup(profile, request, kind))
+    return [c for c in found if isinstance(c, Contribution)]
+
+
+def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Plan:
+    """Everything up to the plan: profile, runtime, command line, facts, decisions."""
+    from hpcrun.launch.launchers import split_command_line
+    from hpcrun.launch.runtime import detect_runtime
+    from hpcrun.plan.build import build_plan
+    from hpcrun.plan.hostpaths import survey_host_paths
+
+    profile = load_profile(opts.site, environ)
+    mpi_family = profile.mpi.family if profile.mpi is not None else ""
+    line = split_command_line(rest, image=opts.image, environ=environ, mpi_family=mpi_family)
+    runtime: RuntimeInfo = detect_runtime(opts.runtime, profile.runtime.kind,
+                                          profile.runtime.path, environ,
+                                          probe=opts.launching)
+    request = Request(launcher=line.launcher, image=line.image, command=line.command,
+                      site=opts.site, runtime=opts.runtime, gpu=opts.gpu, threads=opts.threads,
+                      abi_policy=opts.abi_policy, cleanenv=opts.cleanenv, force=opts.force,
+                      no_check=opts.no_check, user_env=tuple(opts.env))
+    host = _host_facts(runtime, environ)
+    image = None if opts.no_check else inspect(line.image, line.command)
+    decided = contributions(profile, request, host, image, environ)
+    return build_plan(profile, request, host, image, decided, survey_host_paths(profile),
+                      environ=environ)
+
+
+def _host_facts(runtime: RuntimeInfo, environ: Mapping[str, str]) -> HostFacts:
+    """Facts about this node (``hpcrun.host.probe`` when installed) with the runtime."""
+    probe = _optional("hpcrun.host.probe", "probe_host")
+    if probe is None:
+        return HostFacts(runtime=runtime)
+    from pathlib import Path
+
+    return dataclasses.replace(probe(Path("/"), environ), runtime=runtime)
 
 
 def run(args: List[str]) -> int:
-    """Parse the launch command line, build the plan, render and exec it."""
-    raise UsageError("launch is not implemented yet")
+    """Parse the launch command line, build the plan, then print it or exec it."""
+    opts, rest = parse_args(args)
+    if opts.help:
+        sys.stdout.write(USAGE)
+        return 0
+    environ = dict(os.environ)
+    plan = make_plan(opts, rest, environ)
+    if opts.json:
+        from hpcrun.render.jsonout import render_json
+
+        sys.stdout.write(render_json(plan))
+        return 0
+    if opts.explain:
+        from hpcrun.render.explain import render_explain
+
+        render_explain(plan)
+        return 0
+    if opts.dry_run:
+        from hpcrun.render.dryrun import render_dry_run
+
+        out = render_dry_run(plan)
+        sys.stdout.buffer.write(os.fsencode(out))
+        sys.stdout.flush()
+        return 0
+    from hpcrun.launch.execute import check_plan, execute, print_warnings
+
+    check_plan(plan, opts.force)
+    print_warnings(plan)
+    needed: List[str] = []
+    if plan.launcher or plan.wrapper:
+        if not os.path.isabs(plan.runtime_binary) and not _on_path(plan.runtime_binary,
+                                                                  environ):
+            raise EnvironmentNotFoundError(
+                f"{plan.runtime_binary}: the container runtime is not installed or not on PATH",
+                "install it or load its module; --runtime or the site profile select another")
+        needed.append(plan.runtime_binary)
+    elif not _on_path(plan.runtime_binary, environ):
+        raise EnvironmentNotFoundError(
+            f"{plan.runtime_binary}: the container runtime is not installed or not on PATH",
+            "install it or load its module; --runtime or the site profile select another")
+    execute(plan, environ, needed)
+    return 0  # not reached: execute replaces the process
+
+
+def _on_path(program: str, environ: Mapping[str, str]) -> bool:
+    import shutil
+
+    if os.sep in program:
+        return os.access(program, os.X_OK)
+    return shutil.which(program, path=environ.get("PATH", os.defpath)) is not None

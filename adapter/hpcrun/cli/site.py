@@ -1,9 +1,197 @@
-"""`hpcrun site`: placeholder until its issue lands."""
+"""`hpcrun site`: list, show, validate and detect site profiles."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
 import typer
+
+from hpcrun.errors import ConfigError, UsageError
+
+site_app = typer.Typer(help="Site profiles: list, show, validate, detect.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `site` command(s) to the app."""
+    """Add the `site` command group to the app."""
+    app.add_typer(site_app, name="site")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+@site_app.command("list")
+def list_command() -> None:
+    """List the site profiles on the search path ($HPCRUN_SITE_PATH, ~/.config/hpcrun/sites,
+    /etc/hpcrun/sites, bundled)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from hpcrun.profiles.lookup import SITE_VAR, list_sites, search_dirs
+
+    entries = list_sites(os.environ)
+    table = Table(title="hpcrun site profiles", title_justify="left")
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("description")
+    table.add_column("source file", overflow="fold")
+    default = os.environ.get(SITE_VAR, "")
+    for entry in entries:
+        name = entry.name + (" (default)" if entry.name == default and not entry.shadowed else "")
+        if entry.shadowed:
+            table.add_row(f"[dim]{escape(entry.name)}[/dim]",
+                          f"[dim]shadowed: {escape(entry.description)}[/dim]",
+                          f"[dim]{escape(str(entry.path))}[/dim]")
+        else:
+            table.add_row(escape(name), escape(entry.description), escape(str(entry.path)))
+    console = _console()
+    console.print(table)
+    looked = ", ".join(str(d) for d, _ in search_dirs(os.environ))
+    console.print(f"[dim]search path: {escape(looked)}[/dim]")
+
+
+@site_app.command("show")
+def show_command(
+    site: str = typer.Argument(..., help="Site name or path of a .toml profile."),
+    as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
+) -> None:
+    """Show every section of a site profile."""
+    from hpcrun.profiles.load import profile_to_dict
+    from hpcrun.profiles.lookup import load_site
+
+    profile = load_site(site, os.environ)
+    data = profile_to_dict(profile)
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    _show_rich(data)
+
+
+def _show_rich(data: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"[bold]{escape(data['name'])}[/bold]: {escape(data['description'])}")
+    console.print(f"[dim]{escape(data['source'])}  (schema {data['schema']})[/dim]")
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, list):
+            return "\n".join(escape(str(v)) for v in value) if value else "[dim]-[/dim]"
+        if value in ("", None):
+            return "[dim]-[/dim]"
+        return escape(str(value))
+
+    for section in ("runtime", "mpi", "gpu", "container", "threads", "wireup"):
+        value = data.get(section)
+        console.print()
+        if value is None:
+            console.print(f"[bold]\\[{section}][/bold] [dim]absent (no MPI binding)[/dim]")
+            continue
+        table = Table(title=escape(f"[{section}]"), title_justify="left", show_header=False)
+        table.add_column("key", style="cyan", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        for key, item in value.items():
+            table.add_row(key, scalar(item))
+        console.print(table)
+    for section, columns in (("libraries", ("path", "kind", "reason")),
+                             ("binds", ("source", "destination", "read_only", "optional",
+                                        "reason")),
+                             ("env", ("name", "value", "action", "scope", "when", "reason"))):
+        console.print()
+        table = Table(title=escape(f"[[{section}]] ({len(data[section])})"),
+                      title_justify="left")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for item in data[section]:
+            table.add_row(*(scalar(item[c]) for c in columns))
+        console.print(table)
+    console.print()
+    table = Table(title=escape("[launchers.NAME]"), title_justify="left")
+    for column in ("launcher", "options", "reason"):
+        table.add_column(column, overflow="fold")
+    for name, item in data["launchers"].items():
+        table.add_row(name, escape(" ".join(item["options"])), scalar(item["reason"]))
+    console.print(table)
+
+
+def _finding_line(severity: str, key: str, message: str, hint: str) -> str:
+    line = f"{severity.upper()} {key or 'profile'}: {message}"
+    return f"{line} ({hint})" if hint else line
+
+
+@site_app.command("validate")
+def validate_command(
+    site: str = typer.Argument(..., help="Site name or path of a .toml profile."),
+    deep: bool = typer.Option(False, "--deep", help="Also open every library file and check "
+                              "it is an ELF shared object of this host's architecture."),
+) -> int:
+    """Check a profile on this host: one line per finding; exit 0 without errors, else 1."""
+    from hpcrun.profiles.load import ProfileError, load_profile
+    from hpcrun.profiles.lookup import find_profile
+    from hpcrun.profiles.validate import deep_checks, validate_profile
+
+    path = find_profile(site, os.environ)
+    try:
+        profile = load_profile(path)
+    except ProfileError as error:
+        # The message already names file:line and the key path.
+        hint = f" ({error.hint})" if error.hint else ""
+        sys.stdout.write(f"ERROR {error.message}{hint}\n")
+        return 1
+    findings = validate_profile(profile)
+    if deep:
+        findings += deep_checks(profile)
+    for finding in findings:
+        sys.stdout.write(_finding_line(finding.severity, finding.source, finding.message,
+                                       finding.hint) + "\n")
+    errors = sum(1 for f in findings if f.severity == "error")
+    warnings = sum(1 for f in findings if f.severity == "warning")
+    sys.stdout.write(f"{path}: {errors} error(s), {warnings} warning(s)\n")
+    return 1 if errors else 0
+
+
+@site_app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of site profiles (for editors: save it beside the profiles)."""
+    from hpcrun.profiles.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+@site_app.command("detect")
+def detect_command(
+    name: Optional[str] = typer.Option(None, "--name", help="Site name (default: the Slurm "
+                                       "ClusterName)."),
+    mpi: str = typer.Option("auto", "--mpi", help="MPI library file, its directory or the MPI "
+                            "prefix; auto searches the environment and ld.so.cache."),
+    output: Optional[Path] = typer.Option(  # noqa: B008
+        None, "-o", "--output", help="Write the profile to this file (default: standard output)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Probe this host and write a commented site profile; review its GUESS lines."""
+    from hpcrun.profiles.detect import detect_site, render_detection
+
+    if output is not None and output.exists() and not force:
+        raise UsageError(f"{output} exists", "give --force to overwrite it, or another -o FILE")
+    if name is not None and not name.strip():
+        raise UsageError("--name is empty")
+    text = render_detection(detect_site(Path("/"), os.environ, mpi=mpi, name=name or ""))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot write {output}: {error.strerror}",
+                          "choose a writable location") from None
+    sys.stderr.write(f"wrote {output}; review the GUESS comments, then run "
+                     f"`hpcrun site validate {output}`\n")
+
+
+__all__: List[str] = ["register"]

@@ -29,6 +29,10 @@ class GpuHost:
     driver_version: str = ""
     devices: Tuple[str, ...] = ()
     evidence: Tuple[str, ...] = ()
+    # Driver user-space libraries as (soname, host path) from the host ld.so.cache, and
+    # driver tools (nvidia-smi ...): what --nv/--rocm would bind; Charliecloud needs them.
+    libraries: Tuple[Tuple[str, str], ...] = ()
+    tools: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 These dataclasses ARE the format: the loader derives its type, enum and unknown-key checks
 from them, and the JSON Schema shipped as ``site-profiles/schema.json`` is generated from
 them (``hpcrun.profiles.schema``).  Each field's metadata carries its documentation
-(``doc``), allowed values (``choices``) and an example.  Profiles are data, never code.
+(``doc``), allowed values (``choices``; for the ``launchers`` table: the allowed keys) and an
+example.  Profiles are data, never code.  Globs (``*``, ``?``, ``[``) are allowed in
+``[[libraries]]`` paths only; they are expanded on the host at launch time.
 
 TOML layout (``schema = 1``)::
 
@@ -51,6 +53,7 @@ ENV_SCOPES = ("container", "launcher", "both")
 ENV_WHEN = ("always", "gpu")
 LIBRARY_KINDS = ("provider", "pmi", "dependency", "other")
 THREAD_MODES = ("auto", "off")
+LAUNCHER_NAMES = ("srun", "mpirun", "mpiexec")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class Runtime:
                      example="/usr/bin/apptainer")
     options: Tuple[str, ...] = spec(factory=tuple, doc="Extra options for `exec`.",
                                     example=["--cleanenv"])
-    reason: str = spec("", doc="Why (free text for people).")
+    reason: str = spec("", doc="Why (free text for people).",
+                       example="the site provides Apptainer 1.3")
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,8 @@ class Mpi:
     abi_policy: str = spec("full", doc="Version rule between host and container MPI (as Sarus): "
                            "major, full (host minor >= container minor) or strict.",
                            choices=ABI_POLICIES, example="full")
-    reason: str = spec("", doc="Why (free text for people).")
+    reason: str = spec("", doc="Why (free text for people).",
+                       example="Intel MPI 5.0 and later keep the MPICH ABI")
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,8 @@ class EnvSpec:
                       choices=ENV_SCOPES, example="container")
     when: str = spec("always", doc="Only when a GPU flag is active (gpu) or always.",
                      choices=ENV_WHEN, example="always")
-    reason: str = spec("", doc="Why it is set.")
+    reason: str = spec("", doc="Why it is set.",
+                       example="Intel MPI under srun needs Slurm's PMI-2 library")
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,8 @@ class Gpu:
     libraries: Tuple[str, ...] = spec(factory=tuple, doc="GPU-aware MPI libraries (GTL) bound "
                                       "and preloaded only when a GPU flag is active.",
                                       example=["/opt/cray/pe/mpich/8.1.32/gtl/lib/libmpi_gtl_hsa.so.0"])
-    reason: str = spec("", doc="Why (free text for people).")
+    reason: str = spec("", doc="Why (free text for people).",
+                       example="nodes carry NVIDIA A100 GPUs")
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,8 @@ class Container:
                        example="/.hpcrun")
     preload: Tuple[str, ...] = spec(factory=tuple, doc="Host libraries to LD_PRELOAD inside.",
                                     example=["/opt/xpmem/lib64/libxpmem.so.0"])
-    reason: str = spec("", doc="Why (free text for people).")
+    reason: str = spec("", doc="Why (free text for people).",
+                       example="Intel MPI lives in the bound /pawsey tree")
 
 
 @dataclass(frozen=True)
@@ -177,7 +185,8 @@ class Threads:
                      choices=THREAD_MODES, example="auto")
     variables: Tuple[str, ...] = spec(("OMP_NUM_THREADS",), doc="Variables to set.",
                                       example=["OMP_NUM_THREADS", "MKL_NUM_THREADS"])
-    reason: str = spec("", doc="Why (free text for people).")
+    reason: str = spec("", doc="Why (free text for people).",
+                       example="one rank per core: no oversubscription")
 
 
 @dataclass(frozen=True)
@@ -187,7 +196,8 @@ class Wireup:
     forward: Tuple[str, ...] = spec(factory=tuple, doc="Extra variable name patterns (shell "
                                     "globs) forwarded per rank, beyond PMI_*, PMIX_*, SLURM_*, "
                                     "OMPI_*, PALS_*.", example=["I_MPI_*", "FI_*", "UCX_*"])
-    reason: str = spec("", doc="Why (free text for people).")
+    reason: str = spec("", doc="Why (free text for people).",
+                       example="Intel MPI settings chosen at launch must reach every rank")
 
 
 @dataclass(frozen=True)
@@ -196,18 +206,21 @@ class Profile:
 
     schema: int = spec(doc="Format version; must be 1.", example=1)
     name: str = spec(doc="Short name used with --site.", example="zeus")
-    description: str = spec("", doc="One line shown by `hpcrun site list`.")
-    runtime: Runtime = spec(factory=Runtime, doc="Container runtime.")
-    mpi: Optional[Mpi] = spec(factory=lambda: None, doc="Host MPI; absent for no MPI binding.")
+    description: str = spec("", doc="One line shown by `hpcrun site list`.",
+                            example="Pawsey Zeus: Intel MPI 17.0.5, InfiniBand")
+    runtime: Runtime = spec(factory=Runtime, doc="Container runtime.")  # noqa: RUF009
+    mpi: Optional[Mpi] = spec(factory=lambda: None, doc="Host MPI; absent for no MPI binding.")  # noqa: RUF009
     libraries: Tuple[Library, ...] = spec(factory=tuple, doc="Run-time opened libraries.")
     binds: Tuple[BindSpec, ...] = spec(factory=tuple, doc="Paths to bind.")
     env: Tuple[EnvSpec, ...] = spec(factory=tuple, doc="Environment variables.")
-    gpu: Gpu = spec(factory=Gpu, doc="GPU support.")
+    gpu: Gpu = spec(factory=Gpu, doc="GPU support.")  # noqa: RUF009
     launchers: Tuple[Tuple[str, LauncherDefaults], ...] = spec(
-        factory=tuple, doc="Per-launcher defaults, keyed by launcher name (srun, mpirun, mpiexec).")
-    container: Container = spec(factory=Container, doc="Library visibility inside the container.")
-    threads: Threads = spec(factory=Threads, doc="Thread-count variables.")
-    wireup: Wireup = spec(factory=Wireup, doc="Per-rank variables kept under --cleanenv.")
+        factory=tuple, doc="Per-launcher defaults, keyed by launcher name (srun, mpirun, mpiexec).",
+        choices=LAUNCHER_NAMES, example={"srun": {"options": ["--mpi=pmi2"]}})
+    container: Container = spec(  # noqa: RUF009
+        factory=Container, doc="Library visibility inside the container.")
+    threads: Threads = spec(factory=Threads, doc="Thread-count variables.")  # noqa: RUF009
+    wireup: Wireup = spec(factory=Wireup, doc="Per-rank variables kept under --cleanenv.")  # noqa: RUF009
     source: str = field(default="", compare=False, metadata={"internal": True})
 
     def launcher_defaults(self, name: str) -> Optional[LauncherDefaults]:

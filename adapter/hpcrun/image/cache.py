@@ -1,0 +1,163 @@
+"""A small on-disk cache of image facts, shared by every hpcrun process of a user.
+
+One JSON file per key (``<sha256 of key>.json``) holding the key, a format version and the
+value.  Writes go to a temporary file in the same directory and are renamed into place, so
+readers see either the old or the new entry, never half of one, even with hundreds of ranks
+starting at once.  Anything odd (unreadable, corrupt, another key, another version) is a
+miss; a cache directory that cannot be written disables caching silently.  The cache never
+fails a launch.  Stdlib only, and cheap to import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+CACHE_FORMAT = 1
+MAX_ENTRIES = 512
+MAX_BYTES = 64 << 20
+SUFFIX = ".json"
+
+
+
+def _debug(message: str, *args: object) -> None:
+    """A debug note (logging is imported only when there is something to say)."""
+    import logging
+
+    logging.getLogger(__name__).debug(message, *args)
+
+
+def default_directory(environ: Optional[Dict[str, str]] = None) -> Path:
+    """``$XDG_CACHE_HOME/hpcrun``, or ``~/.cache/hpcrun``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".cache"
+    )
+    return Path(base) / "hpcrun"
+
+
+class FactsCache:
+    """get/put JSON-serialisable dicts by string key, in ``directory``."""
+
+    def __init__(
+        self,
+        directory: Optional[Path] = None,
+        max_entries: int = MAX_ENTRIES,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
+        self.directory = Path(directory) if directory is not None else default_directory()
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._disabled = False
+
+    def _path(self, key: str) -> Path:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return self.directory / (digest + SUFFIX)
+
+    def get(self, key: str) -> Optional[dict]:
+        """The value stored for ``key``, or None (absent, corrupt, foreign or old format)."""
+        try:
+            with open(self._path(key), "rb") as f:
+                entry = json.loads(f.read())
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        if (
+            not isinstance(entry, dict)
+            or entry.get("format") != CACHE_FORMAT
+            or entry.get("key") != key
+            or not isinstance(entry.get("value"), dict)
+        ):
+            return None
+        return entry["value"]
+
+    def put(self, key: str, value: Dict[str, Any]) -> None:
+        """Store ``value`` for ``key`` atomically; silently does nothing when it cannot."""
+        if self._disabled:
+            return
+        try:
+            data = json.dumps(
+                {"format": CACHE_FORMAT, "key": key, "value": value},
+                separators=(",", ":"),
+                sort_keys=True,
+            ).encode()
+        except (TypeError, ValueError) as exc:
+            _debug("hpcrun cache: value for %r is not JSON: %s", key, exc)
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.directory)
+        except OSError as exc:
+            self._disabled = True
+            _debug("hpcrun cache disabled: %s: %s", self.directory, exc)
+            return
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self._path(key))
+        except OSError as exc:
+            _debug("hpcrun cache: cannot write %s: %s", self.directory, exc)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return
+        self._maybe_evict(len(data))
+
+    def _maybe_evict(self, written: int) -> None:
+        # A put follows a cache miss, which costs far more than listing a few hundred
+        # entries: bound the cache on every write.
+        del written
+        self.evict()
+
+    def evict(self) -> int:
+        """Remove the oldest entries beyond ``max_entries`` / ``max_bytes``; returns how many.
+
+        Also removes temporary files left behind by killed writers (older than a minute).
+        """
+        entries: List[Tuple[float, int, str]] = []
+        removed = 0
+        try:
+            with os.scandir(self.directory) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if e.name.startswith(".tmp-"):
+                        if time.time() - st.st_mtime > 60:
+                            removed += self._unlink(e.path)
+                        continue
+                    if e.name.endswith(SUFFIX):
+                        entries.append((st.st_mtime, st.st_size, e.path))
+        except OSError:
+            return removed
+        entries.sort(reverse=True)  # newest first
+        total = 0
+        for index, (_mtime, size, path) in enumerate(entries):
+            total += size
+            if index >= self.max_entries or total > self.max_bytes:
+                removed += self._unlink(path)
+        return removed
+
+    @staticmethod
+    def _unlink(path: str) -> int:
+        try:
+            os.unlink(path)
+            return 1
+        except OSError:
+            return 0
+
+    def clear(self) -> None:
+        """Remove every entry (for ``hpcrun cache clear`` and tests)."""
+        try:
+            with os.scandir(self.directory) as it:
+                for e in it:
+                    if e.name.endswith(SUFFIX):
+                        self._unlink(e.path)
+        except OSError:
+            pass

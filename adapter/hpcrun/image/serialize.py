@@ -1,0 +1,81 @@
+"""ImageFacts <-> JSON, for the facts cache and ``hpcrun inspect --json``.
+
+Decoding follows the dataclasses' type hints, so fields added to the contract later are
+serialised without changes here.  ``facts_from_json`` is strict on purpose: any difference
+from the current shape (the ``version`` number, a missing or unknown key, a wrong type)
+gives None, so a cache entry written by another hpcrun version is ignored and recomputed
+instead of misread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Dict, Optional, Union
+
+from hpcrun.image.facts import FACTS_VERSION, ImageFacts
+
+
+class _Mismatch(Exception):
+    """The JSON does not have the shape this version writes."""
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def facts_to_json(facts: ImageFacts) -> Dict[str, Any]:
+    """A JSON-ready dict of ``facts`` with a ``version`` key (FACTS_VERSION)."""
+    out: Dict[str, Any] = {"version": FACTS_VERSION}
+    out.update(_plain(facts))
+    return out
+
+
+def _decode(value: Any, hint: Any) -> Any:
+    """``value`` (parsed JSON) as the type ``hint``; _Mismatch when it does not fit."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is str or hint is int or hint is bool:
+        if type(value) is not hint:
+            raise _Mismatch
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise _Mismatch
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(v, args[0]) for v in value)
+        if len(value) != len(args):
+            raise _Mismatch
+        return tuple(_decode(v, a) for v, a in zip(value, args))
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1:
+            raise _Mismatch
+        return _decode(value, inner[0])
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _Mismatch
+        hints = typing.get_type_hints(hint)
+        fields = dataclasses.fields(hint)
+        if set(value) != {f.name for f in fields}:
+            raise _Mismatch
+        return hint(**{f.name: _decode(value[f.name], hints[f.name]) for f in fields})
+    raise _Mismatch
+
+
+def facts_from_json(data: Any) -> Optional[ImageFacts]:
+    """The ImageFacts in ``data`` (from :func:`facts_to_json`), or None on any mismatch."""
+    if not isinstance(data, dict) or data.get("version") != FACTS_VERSION:
+        return None
+    body = {k: v for k, v in data.items() if k != "version"}
+    try:
+        facts = _decode(body, ImageFacts)
+    except (_Mismatch, KeyError, TypeError, ValueError):
+        return None
+    return facts if isinstance(facts, ImageFacts) else None

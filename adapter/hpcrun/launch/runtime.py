@@ -1,0 +1,128 @@
+"""Which container runtime runs the image: Apptainer, SingularityCE, Singularity 3.x, ch-run.
+
+Precedence: ``--runtime`` > the profile's ``runtime.kind`` / ``runtime.path`` > what is on
+PATH (``apptainer`` first, then ``singularity``).  Finding the binary reads only PATH.
+Telling Apptainer's ``singularity`` link from SingularityCE or legacy Singularity needs its
+``--version`` output: at most ONE subprocess, and only when ``probe`` is true (a real launch,
+or when asked).  A dry run with nothing installed still works: it renders for the profile's
+kind, default apptainer.
+
+spython is deliberately not used: it cannot tell Apptainer from Singularity (both answer
+to ``singularity``), importing it is slow, and a plain ``--version`` call is simpler.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import Callable, Mapping, Optional, Tuple
+
+from hpcrun.errors import UsageError
+from hpcrun.host.facts import RuntimeInfo
+
+APPTAINER = "apptainer"
+SINGULARITY = "singularity"
+CHARLIECLOUD = "charliecloud"
+KINDS = (APPTAINER, SINGULARITY, CHARLIECLOUD)
+
+# Flavours of the ``singularity`` program.
+SINGULARITY_CE = "singularity-ce"
+SINGULARITY_LEGACY = "singularity"  # Singularity 3.x before the Apptainer/CE split
+
+BINARIES = {APPTAINER: "apptainer", SINGULARITY: "singularity", CHARLIECLOUD: "ch-run"}
+
+VersionReader = Callable[[str], str]
+
+
+def read_version(binary: str) -> str:
+    """Run ``BINARY --version`` once and return its first output line ("" on any failure)."""
+    env = dict(os.environ)
+    if "USER" not in env:  # ch-run refuses to run, even --version, without $USER
+        try:
+            import pwd
+
+            env["USER"] = pwd.getpwuid(os.getuid()).pw_name
+        except (ImportError, KeyError):
+            env["USER"] = "nobody"
+    try:
+        done = subprocess.run([binary, "--version"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=20, check=False, env=env)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    text = done.stdout.decode("utf-8", "replace").strip()
+    return text.splitlines()[0] if text else ""
+
+
+def parse_version(text: str) -> Tuple[str, str, str]:
+    """(kind, flavour, version) from a ``--version`` line.
+
+    ``apptainer version 1.3.4`` -> apptainer; ``singularity-ce version 4.1.0`` ->
+    singularity / singularity-ce; ``singularity version 3.8.7`` -> singularity / legacy;
+    ``ch-run 0.31`` / bare ``0.31`` -> charliecloud.
+    """
+    line = text.strip().lower()
+    match = re.search(r"(\d+(?:\.\d+)+\S*)", line)
+    version = match.group(1) if match else ""
+    if line.startswith("apptainer"):
+        return APPTAINER, "", version
+    if line.startswith("singularity-ce"):
+        return SINGULARITY, SINGULARITY_CE, version
+    if line.startswith("singularity"):
+        return SINGULARITY, SINGULARITY_LEGACY, version
+    if line.startswith("ch-run") or re.fullmatch(r"\d+(\.\d+)+\S*", line):
+        return CHARLIECLOUD, "", version
+    return "", "", version
+
+
+def _kind_from_path(path: str) -> str:
+    """Kind told by the binary's resolved name (Apptainer installs singularity -> apptainer)."""
+    name = os.path.basename(os.path.realpath(path))
+    if name.startswith("apptainer"):
+        return APPTAINER
+    if name.startswith("singularity"):
+        return SINGULARITY
+    if name.startswith("ch-run"):
+        return CHARLIECLOUD
+    return ""
+
+
+def detect_runtime(requested: str, profile_kind: str, profile_path: str,
+                   environ: Mapping[str, str], probe: bool = False,
+                   version_reader: Optional[VersionReader] = None) -> RuntimeInfo:
+    """Decide the runtime and find its binary.
+
+    ``requested`` is ``--runtime`` (or ""), ``profile_kind``/``profile_path`` the profile's
+    ``[runtime]``.  ``binary`` is "" when the program is not installed: rendering still
+    works, executing raises later.  With ``probe`` the binary's ``--version`` is read once
+    (``version_reader`` replaces the subprocess in tests).
+    """
+    kind = requested or (profile_kind if profile_kind not in ("", "auto") else "")
+    if kind and kind not in KINDS:
+        raise UsageError(f"unknown runtime {kind!r}", "use apptainer, singularity or charliecloud")
+    search = environ.get("PATH", "")
+    binary = ""
+    if profile_path and (not requested or _kind_from_path(profile_path) in ("", requested)):
+        binary = profile_path if os.path.exists(profile_path) else ""
+        if not kind:
+            kind = _kind_from_path(profile_path) or APPTAINER
+    if not binary:
+        candidates = [kind] if kind else [APPTAINER, SINGULARITY]
+        for candidate in candidates:
+            found = shutil.which(BINARIES[candidate], path=search)
+            if found:
+                binary, kind = found, candidate
+                break
+    kind = kind or APPTAINER
+    flavour = version = ""
+    if binary and kind != CHARLIECLOUD:
+        resolved = _kind_from_path(binary)
+        if resolved == APPTAINER:
+            kind = APPTAINER  # `singularity` is Apptainer's compatibility link
+    if binary and probe:
+        text = (version_reader or read_version)(binary)
+        seen_kind, flavour, version = parse_version(text)
+        if seen_kind and kind != CHARLIECLOUD:
+            kind = seen_kind
+    return RuntimeInfo(kind=kind, binary=binary, version=version, flavour=flavour)

@@ -1,0 +1,33 @@
+"""``--json``: the plan as JSON, with ``"version"`` (PLAN_VERSION).
+
+The format is described by ``hpcrun/data/plan-schema.json`` (JSON Schema draft 2020-12);
+the tests validate every rendered plan against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict
+
+from hpcrun.plan.model import PLAN_VERSION, Plan
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def plan_to_dict(plan: Plan) -> Dict[str, Any]:
+    """The plan as plain JSON-compatible data, ``version`` first."""
+    data: Dict[str, Any] = {"version": PLAN_VERSION}
+    data.update(_plain(plan))
+    return data
+
+
+def render_json(plan: Plan) -> str:
+    """The plan as indented JSON text (ends with a newline); key order is stable."""
+    return json.dumps(plan_to_dict(plan), indent=2) + "\n"

@@ -1,0 +1,229 @@
+"""Plan -> what is exec'd (:class:`~hpcrun.plan.model.Invocation`), per container runtime.
+
+One small table says how Apptainer and Singularity differ (binary, variable prefixes, bind
+variable); Charliecloud's ``ch-run`` takes everything as argv instead.
+
+Apptainer / Singularity
+    Binds go into ``APPTAINER_BINDPATH`` / ``SINGULARITY_BINDPATH`` as comma-separated
+    ``src[:dst[:ro]]``; a backslash escapes ``,`` and ``:`` in a path.  A path with a
+    control character (newline, tab, ...) or a backslash cannot be written there: error.
+    A bind path the caller already set (a site module) is kept, ours are appended.
+
+    Container variables go into ``APPTAINERENV_NAME`` / ``SINGULARITYENV_NAME``.  Apptainer
+    (>= 1.0) and SingularityCE (>= 3.10) write them into a script the container's shell
+    sources as ``export NAME="VALUE"`` with only ``"`` escaped, so ``$``, backticks and
+    backslashes in VALUE are evaluated inside the container.  hpcrun's values are literal:
+    we escape ``\\``, ``$`` and backtick with a backslash.  The one intended evaluation is
+    ``prepend``/``append``: they refer to the container's own value with a literal
+    ``$NAME`` (``/.hpcrun/lib:/opt/x/lib:$LD_LIBRARY_PATH``), which is how Pawsey's modules
+    keep the image's library path.  Legacy Singularity 3.x (Go ``%q`` quoting) cannot carry
+    such characters faithfully: a warning.  A container ``unset`` cannot be expressed: the
+    variable is set empty, with a warning.
+
+Charliecloud (``ch-run``)
+    ``-b SRC:DST`` per bind, ``--env-no-expand`` then ``--set-env=NAME=VALUE`` (literal
+    values), the image, ``--``, the command.  ch-run does not evaluate ``$NAME``: prepend and
+    append are computed from the image's value (``ImageFacts.environment``).  ch-run cannot
+    create bind destinations: a warning lists the ones the image must already have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from hpcrun.plan.model import ERROR, WARNING, Bind, Diagnostic, EnvVar, Invocation, Plan
+
+
+@dataclass(frozen=True)
+class RuntimeSyntax:
+    """How one runtime spells things."""
+
+    kind: str
+    binary: str
+    var_prefix: str  # the runtime's own settings: APPTAINER_
+    env_prefix: str  # variables for the container: APPTAINERENV_
+    bind_var: str
+
+
+RUNTIMES: Dict[str, RuntimeSyntax] = {
+    "apptainer": RuntimeSyntax("apptainer", "apptainer", "APPTAINER_", "APPTAINERENV_",
+                               "APPTAINER_BINDPATH"),
+    "singularity": RuntimeSyntax("singularity", "singularity", "SINGULARITY_",
+                                 "SINGULARITYENV_", "SINGULARITY_BINDPATH"),
+    "charliecloud": RuntimeSyntax("charliecloud", "ch-run", "CH_RUN_", "", ""),
+}
+
+
+class Inexpressible(ValueError):
+    """A path or value the runtime's syntax cannot carry."""
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def bind_spec(bind: Bind) -> str:
+    """One ``src[:dst[:ro]]`` item of a bind-path variable, ``,`` and ``:`` escaped."""
+    for path in (bind.source, bind.destination):
+        if _has_control(path) or "\\" in path or not path:
+            raise Inexpressible(f"bind path {path!r} contains a control character or a "
+                                "backslash: the bind-path syntax cannot express it")
+    source = bind.source.replace(",", "\\,").replace(":", "\\:")
+    destination = bind.destination.replace(",", "\\,").replace(":", "\\:")
+    if bind.read_only:
+        return f"{source}:{destination}:ro"
+    if bind.destination == bind.source:
+        return source
+    return f"{source}:{destination}"
+
+
+def escape_container_value(value: str) -> str:
+    """Escape a literal value for APPTAINERENV_*: the container's shell evaluates it."""
+    return value.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")
+
+
+def _fold(entries: Sequence[EnvVar], base: Optional[str], quote=lambda v: v
+          ) -> Optional[str]:
+    """Apply set/prepend/append/unset in order to ``base`` (None: unset)."""
+    current = base
+    for entry in entries:
+        value = quote(entry.value)
+        if entry.action == "set":
+            current = value
+        elif entry.action == "prepend":
+            current = value + (":" + current if current else "") if value else current
+        elif entry.action == "append":
+            current = (current + ":" if current else "") + value if value else current
+        elif entry.action == "unset":
+            current = None
+    return current
+
+
+def _grouped(env: Sequence[EnvVar], scope: str) -> List[Tuple[str, List[EnvVar]]]:
+    groups: Dict[str, List[EnvVar]] = {}
+    for entry in env:
+        if entry.scope == scope:
+            groups.setdefault(entry.name, []).append(entry)
+    return list(groups.items())
+
+
+def launcher_env(plan: Plan, environ: Mapping[str, str]
+                 ) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """Launcher-scope variables folded onto the caller's environment: (set, unset)."""
+    env_set: List[Tuple[str, str]] = []
+    env_unset: List[str] = []
+    for name, entries in _grouped(plan.env, "launcher"):
+        value = _fold(entries, environ.get(name))
+        if value is None:
+            env_unset.append(name)
+        else:
+            env_set.append((name, value))
+    return env_set, env_unset
+
+
+def _apptainer(plan: Plan, syntax: RuntimeSyntax, environ: Mapping[str, str], flavour: str,
+               version: str, diags: List[Diagnostic]) -> Tuple[List[str], List[Tuple[str, str]]]:
+    env_set: List[Tuple[str, str]] = []
+    specs: List[str] = []
+    for bind in plan.binds:
+        try:
+            specs.append(bind_spec(bind))
+        except Inexpressible as error:
+            diags.append(Diagnostic(ERROR, "bind-inexpressible", str(error),
+                                    "rename the path or bind a parent directory",
+                                    bind.reason.split(":")[0]))
+    if specs:
+        value = ",".join(specs)
+        existing = environ.get(syntax.bind_var, "")
+        env_set.append((syntax.bind_var, existing + "," + value if existing else value))
+    legacy = flavour == "singularity" and _older_than(version, (3, 10))
+    for name, entries in _grouped(plan.env, "container"):
+        if any(e.action == "unset" for e in entries):
+            diags.append(Diagnostic(WARNING, "container-unset", f"{syntax.kind} cannot unset "
+                                    f"{name} inside the container: it is set empty instead",
+                                    source=name))
+        if legacy and any(set(e.value) & set('\\$`"\n') for e in entries):
+            diags.append(Diagnostic(WARNING, "legacy-env-quoting", f"{name}: Singularity "
+                                    f"{version} quotes {syntax.env_prefix} values with Go %q: "
+                                    "backslashes, $, ` and newlines may not arrive unchanged",
+                                    "upgrade to SingularityCE >= 3.10 or Apptainer",
+                                    source=name))
+        value = _fold(entries, "$" + name, escape_container_value)
+        env_set.append((syntax.env_prefix + name, value or ""))
+    argv = [plan.runtime_binary, *plan.runtime_args, plan.image, *plan.command]
+    return argv, env_set
+
+
+def _older_than(version: str, limit: Tuple[int, int]) -> bool:
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return bool(version) and tuple(parts) < limit
+
+
+def _charliecloud(plan: Plan, image_env: Optional[Sequence[Tuple[str, str]]],
+                  diags: List[Diagnostic]) -> List[str]:
+    argv = [plan.runtime_binary, *plan.runtime_args]
+    for bind in plan.binds:
+        bad = [p for p in (bind.source, bind.destination)
+               if ":" in p or _has_control(p) or not p]
+        if bad:
+            diags.append(Diagnostic(ERROR, "bind-inexpressible", f"ch-run -b cannot express "
+                                    f"the path {bad[0]!r} (':' or control character)",
+                                    source=bind.reason.split(":")[0]))
+            continue
+        argv += ["-b", f"{bind.source}:{bind.destination}"]
+    if plan.binds:
+        diags.append(Diagnostic(WARNING, "ch-run-bind-destinations", "ch-run cannot create "
+                                "bind destinations; the image must already contain: "
+                                + ", ".join(dict.fromkeys(b.destination for b in plan.binds)),
+                                "create those directories/files in the image (e.g. with "
+                                "ch-image or mkdir in the image directory)", "runtime"))
+    image_values = dict(image_env) if image_env is not None else None
+    container = _grouped(plan.env, "container")
+    if container:
+        argv.append("--env-no-expand")
+    for name, entries in container:
+        needs_base = any(e.action in ("prepend", "append") for e in entries)
+        if needs_base and image_values is None:
+            diags.append(Diagnostic(WARNING, "image-env-unknown", f"{name}: the image's own "
+                                    "value is unknown (image not inspected); ch-run cannot "
+                                    "refer to it, so it is dropped", source=name))
+        base = (image_values or {}).get(name)
+        value = _fold(entries, base)
+        if value is None:
+            diags.append(Diagnostic(WARNING, "container-unset", f"ch-run cannot unset {name}: "
+                                    "set empty instead", source=name))
+            value = ""
+        argv.append(f"--set-env={name}={value}")
+    argv += [plan.image, "--", *plan.command]
+    return argv
+
+
+def render_invocation(plan: Plan, environ: Mapping[str, str],
+                      image_env: Optional[Sequence[Tuple[str, str]]] = None,
+                      flavour: str = "", version: str = "", launcher_family: str = ""
+                      ) -> Tuple[Invocation, Tuple[Diagnostic, ...]]:
+    """Render the final argv and environment changes for the plan's runtime.
+
+    ``environ`` is the caller's environment (for launcher-scope prepend/append and an
+    existing bind path), ``image_env`` the image's environment (Charliecloud).  Returns the
+    invocation and the diagnostics rendering found (inexpressible paths ...).  Pure.
+    """
+    diags: List[Diagnostic] = []
+    syntax = RUNTIMES.get(plan.runtime, RUNTIMES["apptainer"])
+    env_set, env_unset = launcher_env(plan, environ)
+    if plan.runtime == "charliecloud":
+        runtime_argv = _charliecloud(plan, image_env, diags)
+    else:
+        runtime_argv, runtime_env = _apptainer(plan, syntax, environ, flavour, version, diags)
+        env_set = runtime_env + env_set
+    launcher = list(plan.launcher)
+    if launcher and launcher_family == "openmpi":
+        # Open MPI's mpirun forwards only OMPI_* and -x variables to remote nodes.
+        for name, _ in env_set:
+            launcher += ["-x", name]
+    argv = (*launcher, *plan.wrapper, *runtime_argv)
+    return Invocation(tuple(argv), tuple(env_set), tuple(env_unset)), tuple(diags)

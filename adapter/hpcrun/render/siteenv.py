@@ -1,0 +1,39 @@
+"""The environment that makes a plain ``apptainer exec`` work the bind-model way for a site.
+
+What Pawsey's modules do by hand (bind path, ``*ENV_LD_LIBRARY_PATH`` and the rest), derived
+from the same plan builder as a launch, so ``hpcrun env``, ``hpcrun module`` and
+``hpcrun --dry-run`` always agree.  Pure.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+from hpcrun.errors import UsageError
+from hpcrun.host.facts import HostFacts, RuntimeInfo
+from hpcrun.plan.build import build_plan
+from hpcrun.plan.hostpaths import HostPaths
+from hpcrun.plan.model import Diagnostic, Request
+from hpcrun.profiles.model import Profile
+from hpcrun.render.runtimes import render_invocation
+
+
+def site_environment(profile: Profile, site: str, runtime: RuntimeInfo,
+                     host_paths: Optional[HostPaths] = None
+                     ) -> Tuple[List[Tuple[str, str]], Tuple[Diagnostic, ...]]:
+    """Variables (name, value) for the site with no image or command yet, plus diagnostics.
+
+    ``site`` is what ``HPCRUN_SITE`` is set to (the name, or an absolute profile path).  The
+    values are independent of the caller's environment, so a module can undo them exactly.
+    """
+    if runtime.kind == "charliecloud":
+        raise UsageError("Charliecloud takes binds and variables on its command line, not "
+                         "from the environment: there is nothing to export",
+                         "use `hpcrun --site SITE --runtime charliecloud ...` to launch")
+    request = Request(launcher=(), image="", command=(), site=site)
+    plan = build_plan(profile, request, HostFacts(runtime=runtime), None, (), host_paths,
+                      environ={})
+    invocation, rendered = render_invocation(plan, {}, flavour=runtime.flavour,
+                                             version=runtime.version)
+    assignments = [("HPCRUN_SITE", site), *invocation.env_set]
+    return assignments, plan.diagnostics + rendered

@@ -1,0 +1,427 @@
+"""The host library closure: every host file the host MPI needs, found as ld.so finds it.
+
+Starting from root libraries (the host MPI and the profile's run-time opened providers),
+``DT_NEEDED`` entries are followed breadth-first, in the dynamic loader's order:
+
+1. a name containing ``/`` is a path;
+2. an object already loaded under that name or soname (or the same file) is reused;
+3. ``DT_RPATH`` of the loading object, then of the object that loaded it, and up (only
+   while the loading object has no ``DT_RUNPATH``; an object's RPATH is ignored when it has
+   a RUNPATH);
+4. ``library_path`` (the ``LD_LIBRARY_PATH`` the site's MPI environment would set);
+5. ``DT_RUNPATH`` of the loading object only;
+6. the host's ``/etc/ld.so.cache``, then the ``ld.so.conf`` directories (a fake or stale
+   cache may lack them), then the default directories.
+
+``$ORIGIN``/``${ORIGIN}`` is the directory of the path the loader *opened* (never the target
+of a symbolic link), ``$LIB`` and ``$PLATFORM`` expand as the host's loader would.
+Candidates of another ELF class or machine are skipped.  GNU ld scripts given as roots are
+followed through their ``INPUT``.  glibc-family names are never followed (the container
+keeps its own, see :mod:`hpcrun.resolve.hostlibs`).
+
+All paths in the result are *host* paths; files are read under ``root`` so that tests run
+on fake host trees.  The ELF reader is a parameter.
+"""
+
+from __future__ import annotations
+
+import glob as globmod
+import os
+import posixpath
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
+
+from hpcrun.elf.model import ElfInfo
+from hpcrun.errors import ElfError
+from hpcrun.plan.model import ERROR, WARNING, Diagnostic
+from hpcrun.resolve import hostlibs
+
+Reader = Callable[[str], ElfInfo]
+
+MAX_SYMLINKS = 40
+MAX_LIBRARIES = 5000
+
+ROOT = "root"
+RPATH = "rpath"
+LIBRARY_PATH = "library_path"
+RUNPATH = "runpath"
+CACHE = "ld.so.cache"
+CONF = "ld.so.conf"
+DEFAULT = "default"
+DIRECT = "path"
+
+
+def _default_reader(path: str) -> ElfInfo:
+    from hpcrun.elf.reader import read_elf_file
+
+    return read_elf_file(path)
+
+
+@dataclass(frozen=True)
+class HostLibrary:
+    """One host file in the closure.
+
+    ``path`` is the path the loader opened (what ``$ORIGIN`` derives from), ``real_path``
+    the file after symbolic links; ``links`` the chain from ``path`` to ``real_path``
+    (``libmpich.so.12 -> libmpich.so.12.2.2``); ``names`` every name it was requested under
+    (DT_NEEDED names, and the soname).  ``needed_by`` is the chain of names from a root to
+    it (``libmpi.so.12``, ``libfabric.so.1``); ``loader`` the host path of the object that
+    loaded it ("" for roots); ``found_via`` how it was found and ``search_dir`` the (unexpanded)
+    search entry that matched, e.g. ``$ORIGIN/mpich``.
+    """
+
+    path: str
+    real_path: str
+    info: ElfInfo
+    names: Tuple[str, ...] = ()
+    links: Tuple[str, ...] = ()
+    needed_by: Tuple[str, ...] = ()
+    loader: str = ""
+    found_via: str = ROOT
+    search_dir: str = ""
+
+    @property
+    def soname(self) -> str:
+        """The library's DT_SONAME, or its opened file name when it has none."""
+        return self.info.soname or posixpath.basename(self.path)
+
+    @property
+    def chain(self) -> str:
+        """The chain as people read it: ``libmpi.so.12 -> libfabric.so.1``."""
+        return " -> ".join(self.needed_by)
+
+    @property
+    def is_runtime(self) -> bool:
+        """Whether this is a compiler runtime the container may provide itself."""
+        return hostlibs.is_compiler_runtime(self.soname)
+
+
+@dataclass(frozen=True)
+class Closure:
+    """The minimal set of host files the roots load, in load order, with findings."""
+
+    libraries: Tuple[HostLibrary, ...] = ()
+    glibc_needs: Tuple[Tuple[str, str], ...] = ()  # (glibc-family name, chain) left to the container
+    diagnostics: Tuple[Diagnostic, ...] = ()
+    missing: Tuple[Tuple[str, str], ...] = ()  # (DT_NEEDED name found nowhere, chain needing it)
+    elf_class: int = 0
+    architecture: str = ""
+
+    def find(self, name: str) -> Optional[HostLibrary]:
+        """The library requested as / named ``name`` (a soname, file name or host path)."""
+        for lib in self.libraries:
+            if name in lib.names or name == lib.path or name == lib.real_path:
+                return lib
+        return None
+
+
+@dataclass
+class _State:
+    root: Path
+    reader: Reader
+    library_path: Tuple[str, ...]
+    elf_class: int = 0
+    machine: str = ""
+    architecture: str = ""
+    cache: Optional[Dict[str, str]] = None
+    conf: Optional[Tuple[str, ...]] = None
+    infos: Dict[str, Optional[ElfInfo]] = field(default_factory=dict)
+    errors: Dict[str, str] = field(default_factory=dict)
+    diagnostics: List[Diagnostic] = field(default_factory=list)
+
+
+def resolve_host_path(root: Path, path: str) -> Tuple[str, bool]:
+    """Resolve a host path under ``root`` like the kernel: every link followed, root-relative.
+
+    Returns the canonical host path and whether it exists.  Absolute link targets restart
+    at ``root`` (never at the real ``/``); ``..`` stops at the root; loops count as absent.
+    """
+    parts = [p for p in path.split("/") if p and p != "."]
+    parts.reverse()
+    resolved: List[str] = []
+    hops = 0
+    while parts:
+        name = parts.pop()
+        if name == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = "/" + "/".join([*resolved, name])
+        real = hostlibs.host_path(root, candidate)
+        if real.is_symlink():
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                return candidate, False
+            target = os.readlink(real)
+            if target.startswith("/"):
+                resolved = []
+            parts.extend(reversed([p for p in target.split("/") if p and p != "."]))
+            continue
+        if not real.exists():
+            return "/" + "/".join([*resolved, name, *reversed(parts)]), False
+        resolved.append(name)
+    return "/" + "/".join(resolved), True
+
+
+def _link_chain(root: Path, path: str) -> Tuple[str, ...]:
+    """The hops of the last component's symbolic links (host paths), for people to read."""
+    chain = [path]
+    current = path
+    for _ in range(MAX_SYMLINKS):
+        where = hostlibs.host_path(root, current)
+        if not where.is_symlink():
+            break
+        target = os.readlink(where)
+        nxt = target if target.startswith("/") else posixpath.join(posixpath.dirname(current), target)
+        current = posixpath.normpath(nxt)
+        chain.append(current)
+    return tuple(chain)
+
+
+def _read(state: _State, host: str) -> Optional[ElfInfo]:
+    """ELF facts of a host file (cached by canonical path); None when not readable as ELF."""
+    if host in state.infos:
+        return state.infos[host]
+    info: Optional[ElfInfo]
+    try:
+        info = state.reader(str(hostlibs.host_path(state.root, host)))
+    except ElfError as error:
+        state.errors[host] = error.message
+        info = None
+    state.infos[host] = info
+    return info
+
+
+def _fits(state: _State, info: ElfInfo) -> bool:
+    if info.is_ld_script:
+        return False
+    if state.elf_class and info.elf_class != state.elf_class:
+        return False
+    return not (state.machine and info.machine != state.machine)
+
+
+def _expand(entry: str, origin: str, state: _State, info: ElfInfo) -> Optional[str]:
+    """Expand dynamic string tokens in one search entry; None when it cannot apply."""
+    value = entry
+    for token in ("${ORIGIN}", "$ORIGIN"):
+        value = value.replace(token, origin)
+    lib = hostlibs.lib_token(state.root, info.elf_class or state.elf_class,
+                             info.architecture or state.architecture)
+    for token in ("${LIB}", "$LIB"):
+        value = value.replace(token, lib)
+    platform = info.architecture or state.architecture
+    for token in ("${PLATFORM}", "$PLATFORM"):
+        value = value.replace(token, platform)
+    if "$" in value or not value.startswith("/"):
+        return None  # unknown token, or a relative entry (relative to the cwd: never trusted)
+    return posixpath.normpath(value)
+
+
+def _try(state: _State, directory: str, name: str) -> Optional[Tuple[str, str, ElfInfo]]:
+    """Open ``directory/name`` as the loader would: (opened path, real path, info) if it fits."""
+    candidate = posixpath.join(directory, name)
+    real, exists = resolve_host_path(state.root, candidate)
+    if not exists or not hostlibs.host_path(state.root, real).is_file():
+        return None
+    info = _read(state, real)
+    if info is None or not _fits(state, info):
+        return None
+    return candidate, real, info
+
+
+def _search(state: _State, name: str, loader: Optional[HostLibrary],
+            loaders: Sequence[HostLibrary]) -> Tuple[Optional[Tuple[str, str, ElfInfo]], str, str]:
+    """Find a DT_NEEDED name: (found, found_via, search entry)."""
+    if "/" in name:
+        return _try(state, posixpath.dirname(name) or "/", posixpath.basename(name)), DIRECT, name
+    if loader is None or not loader.info.runpath:
+        for owner in loaders:
+            if owner.info.runpath:
+                continue  # an object's DT_RPATH is ignored when it has DT_RUNPATH
+            for entry in owner.info.rpath:
+                directory = _expand(entry, posixpath.dirname(owner.path), state, owner.info)
+                if directory:
+                    found = _try(state, directory, name)
+                    if found:
+                        return found, RPATH, entry
+    for directory in state.library_path:
+        found = _try(state, directory, name)
+        if found:
+            return found, LIBRARY_PATH, directory
+    if loader is not None:
+        for entry in loader.info.runpath:
+            directory = _expand(entry, posixpath.dirname(loader.path), state, loader.info)
+            if directory:
+                found = _try(state, directory, name)
+                if found:
+                    return found, RUNPATH, entry
+    if state.cache is None:
+        state.cache = hostlibs.ld_cache(state.root, state.architecture)
+    cached = state.cache.get(name)
+    if cached:
+        found = _try(state, posixpath.dirname(cached), posixpath.basename(cached))
+        if found:
+            return found, CACHE, cached
+    if state.conf is None:
+        state.conf = hostlibs.ld_so_conf_dirs(state.root)
+    for directory in state.conf:
+        found = _try(state, directory, name)
+        if found:
+            return found, CONF, directory
+    for directory in hostlibs.default_dirs(state.root, state.elf_class, state.architecture):
+        found = _try(state, directory, name)
+        if found:
+            return found, DEFAULT, directory
+    return None, "", ""
+
+
+def _expand_roots(state: _State, roots: Sequence[str]) -> List[Tuple[str, str]]:
+    """Root paths with globs expanded and ld scripts followed: (host path, requested name)."""
+    out: List[Tuple[str, str]] = []
+    for root in roots:
+        if any(c in root for c in "*?["):
+            pattern = str(hostlibs.host_path(state.root, root))
+            matches = sorted(globmod.glob(pattern))
+            if not matches:
+                state.diagnostics.append(Diagnostic(
+                    WARNING, "library-glob-empty", f"no host file matches {root}",
+                    hint="check the path in the site profile", source=root))
+            prefix = str(state.root).rstrip("/")
+            for match in matches:
+                out.append(("/" + match[len(prefix):].lstrip("/"), posixpath.basename(match)))
+            continue
+        out.append((posixpath.normpath("/" + root.lstrip("/")), posixpath.basename(root)))
+    return out
+
+
+def host_closure(roots: Sequence[str], root: Path = Path("/"), reader: Optional[Reader] = None,
+                 library_path: Sequence[str] = (), elf_class: int = 0, machine: str = "",
+                 architecture: str = "") -> Closure:
+    """The host files that loading ``roots`` pulls in, as the host's ld.so would find them.
+
+    ``roots`` are host paths (globs allowed; GNU ld scripts followed through ``INPUT``).
+    ``library_path`` plays ``LD_LIBRARY_PATH``.  The process's ELF class and machine are
+    those of the first ELF root unless given.  A DT_NEEDED name found nowhere is an error
+    diagnostic naming it and the chain that needs it; so is a missing or non-ELF root.
+    Nothing raises for bad files: findings are diagnostics.
+    """
+    state = _State(root=root, reader=reader or _default_reader, library_path=tuple(library_path),
+                   elf_class=elf_class, machine=machine, architecture=architecture)
+    loaded: List[HostLibrary] = []
+    by_real: Dict[str, int] = {}
+    by_name: Dict[str, int] = {}
+    glibc: List[Tuple[str, str]] = []
+    missing: List[Tuple[str, str]] = []
+    queue: Deque[int] = deque()
+
+    def add(lib: HostLibrary) -> None:
+        index = len(loaded)
+        loaded.append(lib)
+        by_real[lib.real_path] = index
+        for name in (*lib.names, lib.soname):
+            by_name.setdefault(name, index)
+        queue.append(index)
+
+    def alias(index: int, name: str) -> None:
+        lib = loaded[index]
+        if name not in lib.names:
+            loaded[index] = _replace(lib, names=(*lib.names, name))
+        by_name.setdefault(name, index)
+
+    pending: Deque[Tuple[str, str, int]] = deque((p, n, 0) for p, n in _expand_roots(state, roots))
+    while pending:
+        path, requested, depth = pending.popleft()
+        real, exists = resolve_host_path(root, path)
+        if not exists or not hostlibs.host_path(root, real).is_file():
+            state.diagnostics.append(Diagnostic(
+                ERROR, "host-library-missing", f"host library {path} does not exist",
+                hint="fix the path in the site profile (mpi.libraries / libraries)", source=path))
+            continue
+        info = _read(state, real)
+        if info is None:
+            state.diagnostics.append(Diagnostic(
+                ERROR, "host-library-unreadable",
+                f"host library {path} is not a shared library: {state.errors.get(real, '')}",
+                hint="name the real library file in the site profile", source=path))
+            continue
+        if info.is_ld_script:
+            if depth > 8:
+                continue
+            here = posixpath.dirname(path)
+            for name in info.ld_script_inputs:
+                target = name if name.startswith("/") else posixpath.join(here, name)
+                pending.append((target, posixpath.basename(name), depth + 1))
+            continue
+        if not state.elf_class:
+            state.elf_class = info.elf_class
+            state.machine = state.machine or info.machine
+            state.architecture = state.architecture or info.architecture
+        if not _fits(state, info):
+            state.diagnostics.append(Diagnostic(
+                ERROR, "host-library-class",
+                f"host library {path} is {info.elf_class}-bit {info.architecture}, not "
+                f"{state.elf_class}-bit {state.architecture} like the other roots",
+                hint="list libraries of one architecture in the site profile", source=path))
+            continue
+        if real in by_real:
+            alias(by_real[real], requested)
+            continue
+        names = tuple(dict.fromkeys(n for n in (requested, info.soname) if n))
+        add(HostLibrary(path=path, real_path=real, info=info, names=names,
+                        links=_link_chain(root, path), needed_by=(info.soname or requested,)))
+
+    while queue:
+        index = queue.popleft()
+        if len(loaded) > MAX_LIBRARIES:
+            break
+        owner = loaded[index]
+        loaders = _loader_chain(owner, loaded)
+        for name in owner.info.needed:
+            if hostlibs.is_glibc_family(name):
+                glibc.append((name, owner.chain))
+                continue
+            if name in by_name:
+                continue
+            found, via, entry = _search(state, name, owner, loaders)
+            if found is None:
+                missing.append((name, owner.chain))
+                state.diagnostics.append(Diagnostic(
+                    ERROR, "library-missing",
+                    f"{name}, needed by host {owner.soname} ({owner.chain} -> {name}), "
+                    "is not found on the host",
+                    hint="install it on the host, or add its directory to mpi.library_dirs in "
+                    "the site profile", source=owner.path))
+                continue
+            opened, real, info = found
+            if real in by_real:
+                alias(by_real[real], name)
+                continue
+            names = tuple(dict.fromkeys(n for n in (name, info.soname) if n))
+            add(HostLibrary(path=opened, real_path=real, info=info, names=names,
+                            links=_link_chain(root, opened), needed_by=(*owner.needed_by, name),
+                            loader=owner.path, found_via=via, search_dir=entry))
+    return Closure(libraries=tuple(loaded), glibc_needs=tuple(dict.fromkeys(glibc)),
+                   diagnostics=tuple(state.diagnostics), missing=tuple(missing), elf_class=state.elf_class,
+                   architecture=state.architecture)
+
+
+def _loader_chain(lib: HostLibrary, loaded: Sequence[HostLibrary]) -> List[HostLibrary]:
+    """``lib`` then the object that loaded it, and so on up to a root (for DT_RPATH)."""
+    chain = [lib]
+    by_path = {item.path: item for item in loaded}
+    current = lib
+    while current.loader and len(chain) < 64:
+        parent = by_path.get(current.loader)
+        if parent is None:
+            break
+        chain.append(parent)
+        current = parent
+    return chain
+
+
+def _replace(lib: HostLibrary, **changes: object) -> HostLibrary:
+    from dataclasses import replace
+
+    return replace(lib, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,132 @@
+"""Which host libraries may enter a container, and where the host's loader looks for them.
+
+Policy, decided once here:
+
+* The glibc family never leaves the host: ``libc``, ``libm``, ``libpthread``, ``libdl``,
+  ``librt``, ``libutil``, ``libresolv``, ``libanl``, ``libmvec``, ``libnsl``,
+  ``libBrokenLocale``, ``libthread_db``, ``libc_malloc_debug``, ``libnss_*``, ``libmemusage``,
+  ``libpcprofile``, ``libSegFault`` and the dynamic loader (``ld-linux*``, ``ld64.so*``,
+  ``ld.so*``).  The container keeps its own; the host libraries' symbol-version needs
+  on them are checked instead (hpcrun never replaces the container's glibc).
+* ``libcrypt.so.1`` is NOT in that family: on current distributions it comes from libxcrypt,
+  an ordinary library, and is bound like any other dependency.
+* The compiler runtimes (``libstdc++``, ``libgcc_s``, ``libgfortran``, ``libquadmath``,
+  ``libgomp``, ``libatomic``) are followed in the closure, but the container's own copy is
+  used when the container has one and it defines every symbol version the host libraries
+  need (else the verdict is an error); the host's copy is bound only when the container has
+  none.
+
+Search directories come from the host's ``/etc/ld.so.cache`` and ``/etc/ld.so.conf`` under
+a root path, so tests run on fake host trees.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+_GLIBC_PATTERNS = (
+    "libc.so.*", "libm.so.*", "libpthread.so.*", "libdl.so.*", "librt.so.*", "libutil.so.*",
+    "libresolv.so.*", "libanl.so.*", "libmvec.so.*", "libnsl.so.1", "libBrokenLocale.so.*",
+    "libthread_db.so.*", "libc_malloc_debug.so.*", "libnss_*.so.*", "libmemusage.so",
+    "libpcprofile.so", "libSegFault.so", "ld-linux*.so*", "ld64.so*", "ld.so*",
+    "ld-*.so",  # old glibc named the loader ld-2.17.so
+)
+
+_RUNTIME = re.compile(
+    r"^(libstdc\+\+|libgcc_s|libgfortran|libquadmath|libgomp|libatomic)\.so(\.\d+)*$")
+
+
+def is_glibc_family(name: str) -> bool:
+    """Whether a library name (soname or path) belongs to glibc, which the container keeps."""
+    base = name.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(base, pattern) for pattern in _GLIBC_PATTERNS)
+
+
+def is_compiler_runtime(name: str) -> bool:
+    """Whether a library is a compiler runtime (libstdc++, libgcc_s, libgfortran ...)."""
+    return _RUNTIME.match(name.rsplit("/", 1)[-1]) is not None
+
+
+# Multiarch triplets by ``uname -m`` (Debian/Ubuntu directory names).
+TRIPLETS: Dict[str, str] = {
+    "x86_64": "x86_64-linux-gnu",
+    "aarch64": "aarch64-linux-gnu",
+    "ppc64le": "powerpc64le-linux-gnu",
+    "s390x": "s390x-linux-gnu",
+    "i686": "i386-linux-gnu",
+    "armv7l": "arm-linux-gnueabihf",
+    "riscv64": "riscv64-linux-gnu",
+}
+
+
+def host_path(root: Path, path: str) -> Path:
+    """The file system location of host path ``path`` when the host is rooted at ``root``."""
+    return root / path.lstrip("/")
+
+
+def default_dirs(root: Path, elf_class: int, architecture: str) -> Tuple[str, ...]:
+    """The loader's built-in directories for an object of this class and architecture.
+
+    glibc's trusted directories are ``/lib64:/usr/lib64`` for 64-bit objects on x86_64,
+    aarch64 and friends, ``/lib:/usr/lib`` for 32-bit; Debian-style builds use the
+    multiarch directories instead.  Directories absent under ``root`` are left out.
+    """
+    triplet = TRIPLETS.get(architecture, "")
+    candidates: List[str] = []
+    if triplet:
+        candidates += [f"/lib/{triplet}", f"/usr/lib/{triplet}"]
+    if elf_class == 64:
+        candidates += ["/lib64", "/usr/lib64"]
+    candidates += ["/lib", "/usr/lib"]
+    return tuple(d for d in candidates if host_path(root, d).is_dir())
+
+
+def lib_token(root: Path, elf_class: int, architecture: str) -> str:
+    """What ``$LIB`` expands to: the multiarch ``lib/<triplet>`` on such hosts, else lib64/lib."""
+    triplet = TRIPLETS.get(architecture, "")
+    if triplet and host_path(root, f"/lib/{triplet}").is_dir():
+        return f"lib/{triplet}"
+    return "lib64" if elf_class == 64 else "lib"
+
+
+def ld_so_conf_dirs(root: Path) -> Tuple[str, ...]:
+    """Directories of the host's ``/etc/ld.so.conf`` (with its ``include`` globs) under root."""
+    from hpcrun.elf.ldconf import read_ld_so_conf, tree_glob
+
+    def read_text(path: str) -> Optional[str]:
+        try:
+            return host_path(root, path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+
+    def listdir(path: str) -> List[str]:
+        return os.listdir(host_path(root, path))
+
+    def is_dir(path: str) -> bool:
+        return host_path(root, path).is_dir()
+
+    return tuple(read_ld_so_conf(read_text, tree_glob(listdir, is_dir)))
+
+
+def ld_cache(root: Path, architecture: str) -> Dict[str, str]:
+    """The host's ``/etc/ld.so.cache`` under root as soname -> path for one architecture.
+
+    An absent or unreadable cache is an empty mapping (a fake host tree may have none; the
+    ld.so.conf directories and default directories are searched anyway).
+    """
+    from hpcrun.elf.ldcache import cache_for_architecture, parse_ld_cache
+    from hpcrun.errors import ElfError
+
+    try:
+        data = host_path(root, "/etc/ld.so.cache").read_bytes()
+    except OSError:
+        return {}
+    try:
+        entries = parse_ld_cache(data, str(host_path(root, "/etc/ld.so.cache")))
+    except ElfError:
+        return {}
+    return dict(cache_for_architecture(entries, architecture))

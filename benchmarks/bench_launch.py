@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""What hpcrun adds to a job's launch time, for R = 1, 2, 8 ranks on one node.
+
+Compares the wall time of::
+
+    hpcrun --site debian-mpich srun -n R IMAGE /usr/local/bin/hello
+    srun --mpi=pmi2 -n R apptainer exec IMAGE /usr/local/bin/hello      (no hpcrun)
+
+on a private loopback-only Slurm started for the run (``tests/helpers/slurm.py``; stopped by
+PID at the end) with the test image of ``tests/helpers/images.py``.  hpcrun runs once per
+job, before the launcher (never per rank), so the added time should be flat in R.
+
+Usage (as root, from the repository)::
+
+    python3 benchmarks/bench_launch.py [--repeat N] [--ranks 1,2,8] [--runtime apptainer]
+
+Prints per R the median of each, and the added seconds (target <= 0.15 s, flat in R).  R=8
+oversubscribes a 2-core machine.  The Apptainer runtime is the TEST STAND-IN of
+``tests/standin`` (no Apptainer package exists here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from helpers import images, slurm  # noqa: E402
+
+
+def wall(argv: List[str], env: Dict[str, str], cwd: Path) -> float:
+    """Seconds one command takes; raises when it fails or prints no hello line."""
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0 or "Hello World!" not in proc.stdout:
+        raise RuntimeError(f"$ {' '.join(argv)}\nexit {proc.returncode}\n{proc.stdout[-3000:]}")
+    return elapsed
+
+
+def main() -> int:
+    """Start Slurm, build the image, time both commands for each R, report medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--ranks", default="1,2,8")
+    parser.add_argument("--runtime", choices=("apptainer", "charliecloud"), default="apptainer")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.stderr.write("bench_launch: run as root (Slurm daemons, mount namespaces)\n")
+        return 2
+    if shutil.which("hpcrun") is None:
+        sys.stderr.write("bench_launch: hpcrun is not installed (pip install -e .)\n")
+        return 2
+    ranks = [int(r) for r in args.ranks.split(",")]
+    with tempfile.TemporaryDirectory(prefix="hpcrun-bench-launch-") as tmp:
+        work = Path(tmp)
+        print("building the test image and starting Slurm ...", flush=True)
+        image = images.build_image(work, "mpich", None)
+        cluster = slurm.start_cluster(work / "slurm", cpus=max(ranks))
+        try:
+            env = {k: v for k, v in cluster.environ().items()
+                   if not k.startswith(("APPTAINER", "SINGULARITY", "HPCRUN_", "SLURM_"))}
+            env["SLURM_CONF"] = str(cluster.conf)
+            env["PATH"] = f"{REPO / 'tests' / 'standin'}:{env.get('PATH', '/usr/bin:/bin')}"
+            env.setdefault("USER", "root")
+            env.pop("LD_LIBRARY_PATH", None)
+            img = str(image.sif if args.runtime == "apptainer" else image.sandbox)
+            runtime = (["apptainer", "exec", img] if args.runtime == "apptainer"
+                       else ["ch-run", img, "--"])
+            rows = []
+            for r in ranks:
+                with_hpcrun = ["hpcrun", "--site", "debian-mpich", "--runtime", args.runtime,
+                               "srun", "-n", str(r), img, "/usr/local/bin/hello"]
+                plain = ["srun", "--mpi=pmi2", "-n", str(r), *runtime, "/usr/local/bin/hello"]
+                plain_env = dict(env, UCX_POSIX_USE_PROC_LINK="n")
+                wall(with_hpcrun, env, work)  # warm caches once
+                wall(plain, plain_env, work)
+                times_h, times_p = [], []
+                for _ in range(args.repeat):
+                    times_p.append(wall(plain, plain_env, work))
+                    times_h.append(wall(with_hpcrun, env, work))
+                med_h, med_p = statistics.median(times_h), statistics.median(times_p)
+                rows.append((r, med_p, med_h, med_h - med_p))
+                print(f"R={r}: plain {med_p:.3f} s, hpcrun {med_h:.3f} s", flush=True)
+        finally:
+            cluster.stop()
+    print(f"\nmedians of {args.repeat} runs (runtime: {args.runtime})")
+    print(f"{'R':>3} {'plain (s)':>10} {'hpcrun (s)':>11} {'added (s)':>10}")
+    for r, med_p, med_h, added in rows:
+        print(f"{r:>3} {med_p:>10.3f} {med_h:>11.3f} {added:>10.3f}")
+    worst = max(row[3] for row in rows)
+    spread = max(row[3] for row in rows) - min(row[3] for row in rows)
+    verdict = "meets" if worst <= 0.15 else "MISSES"
+    print(f"\nlargest added time {worst:.3f} s ({verdict} the target <= 0.15 s); "
+          f"spread over R {spread:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

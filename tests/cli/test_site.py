@@ -1,0 +1,139 @@
+"""`hpcrun site ...` through the installed console script, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+
+from hpcrun.profiles.load import profile_to_dict
+from hpcrun.profiles.lookup import load_site
+
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+SHIPPED = ("zeus", "topaz", "setonix", "debian-mpich", "debian-openmpi")
+
+
+@pytest.fixture(scope="module")
+def hpcrun_bin() -> str:
+    path = shutil.which("hpcrun")
+    if path is None:
+        pytest.skip("the hpcrun console script is not installed (pip install -e .)")
+    return path
+
+
+def run(binary: str, *args: str, env: Optional[Dict[str, str]] = None,
+        cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HPCRUN_")}
+    environ.update(COLUMNS="200", NO_COLOR="1", **(env or {}))
+    return subprocess.run([binary, *args], capture_output=True, text=True, env=environ,
+                          cwd=cwd, timeout=120)
+
+
+def test_list_shows_every_shipped_profile_and_shadowing(hpcrun_bin: str, tmp_path: Path) -> None:
+    done = run(hpcrun_bin, "site", "list")
+    assert done.returncode == 0, done.stderr
+    for name in SHIPPED:
+        assert name in done.stdout
+    mine = tmp_path / "zeus.toml"
+    mine.write_text('schema = 1\nname = "zeus"\ndescription = "my own zeus"\n')
+    done = run(hpcrun_bin, "site", "list", env={"HPCRUN_SITE_PATH": str(tmp_path),
+                                                 "HPCRUN_SITE": "zeus"})
+    assert done.returncode == 0, done.stderr
+    assert "my own zeus" in done.stdout
+    assert "zeus (default)" in done.stdout
+    assert "shadowed: Pawsey Zeus" in done.stdout
+
+
+def test_show_json_is_the_profile(hpcrun_bin: str) -> None:
+    done = run(hpcrun_bin, "site", "show", "setonix", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data == profile_to_dict(load_site("setonix", {}))
+    assert list(data)[:3] == ["schema", "name", "description"]
+    assert data["launchers"] == {"srun": {"options": ["--mpi=cray_shasta"],
+                                          "reason": data["launchers"]["srun"]["reason"]}}
+
+
+def test_show_renders_every_section(hpcrun_bin: str) -> None:
+    done = run(hpcrun_bin, "site", "show", "zeus")
+    assert done.returncode == 0, done.stderr
+    for title in ("[runtime]", "[mpi]", "[[libraries]] (25)", "[[binds]] (7)", "[gpu]",
+                  "[container]", "[threads]", "[wireup]", "[launchers.NAME]", "--mpi=pmi2"):
+        assert title in done.stdout
+
+
+def test_validate_exit_codes(hpcrun_bin: str) -> None:
+    if not os.path.exists(f"{LIBDIR}/libmpich.so.12"):
+        pytest.skip("Debian MPICH is not installed")
+    done = run(hpcrun_bin, "site", "validate", "debian-mpich")
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.strip().endswith("0 error(s), 0 warning(s)")
+    done = run(hpcrun_bin, "site", "validate", "--deep", "debian-openmpi")
+    assert done.returncode == 0, done.stdout
+    done = run(hpcrun_bin, "site", "validate", "zeus")
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert "ERROR binds[0].source: bind source /astro does not exist on this host (" in (
+        lines[0] if lines[0].startswith("ERROR binds") else "\n".join(lines))
+    assert all(line.split()[0] in ("ERROR", "WARNING", "INFO") for line in lines[:-1])
+
+
+def test_bad_profile_is_one_error_line_without_traceback(hpcrun_bin: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('schema = 1\nname = "bad"\n\n[mpi]\nfamly = "mpich"\n')
+    done = run(hpcrun_bin, "site", "validate", str(bad))
+    assert done.returncode == 1
+    assert done.stdout == (f"ERROR {bad}:5: mpi.famly: unknown key 'famly' "
+                           "(did you mean 'family'?)\n")
+    assert "Traceback" not in done.stderr
+    bad.write_text("schema = 1\nname = [\n")
+    done = run(hpcrun_bin, "site", "validate", str(bad))
+    assert done.returncode == 1 and done.stdout.startswith(f"ERROR {bad}:")
+    done = run(hpcrun_bin, "site", "show", str(bad))
+    assert done.returncode == 3
+    assert done.stderr.startswith(f"hpcrun: error: {bad}:")
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_site_suggests(hpcrun_bin: str) -> None:
+    done = run(hpcrun_bin, "site", "show", "setonx")
+    assert done.returncode == 3
+    assert "unknown site 'setonx'" in done.stderr
+    assert "did you mean 'setonix'?" in done.stderr
+
+
+def test_schema_command_prints_the_schema(hpcrun_bin: str) -> None:
+    done = run(hpcrun_bin, "site", "schema")
+    assert done.returncode == 0
+    repo = Path(__file__).resolve().parents[2]
+    assert done.stdout == (repo / "site-profiles/schema.json").read_text()
+
+
+def test_detect_writes_only_the_named_file(hpcrun_bin: str, tmp_path: Path) -> None:
+    if not os.path.exists(f"{LIBDIR}/libmpich.so.12"):
+        pytest.skip("Debian MPICH is not installed")
+    out = tmp_path / "here.toml"
+    done = run(hpcrun_bin, "site", "detect", "--name", "here", "--mpi",
+               f"{LIBDIR}/libmpich.so.12", "-o", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here.toml"]
+    assert "review the GUESS comments" in done.stderr
+    validated = run(hpcrun_bin, "site", "validate", "--deep", str(out))
+    assert validated.returncode == 0, validated.stdout
+    again = run(hpcrun_bin, "site", "detect", "-o", str(out))
+    assert again.returncode == 2 and "exists" in again.stderr
+    forced = run(hpcrun_bin, "site", "detect", "--mpi", f"{LIBDIR}/libmpi.so.40", "--force",
+                 "-o", str(out))
+    assert forced.returncode == 0, forced.stderr
+    assert 'family = "openmpi"' in out.read_text()
+    printed = run(hpcrun_bin, "site", "detect", "--name", "here", "--mpi",
+                  f"{LIBDIR}/libmpich.so.12")
+    assert printed.returncode == 0
+    assert printed.stdout.startswith("# Site profile for hpcrun")
+    missing = run(hpcrun_bin, "site", "detect", "--mpi", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr

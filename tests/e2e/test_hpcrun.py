@@ -1,0 +1,194 @@
+"""hpcrun end to end: ``hpcrun --site S [LAUNCHER ...] IMAGE CMD`` on a real Slurm, with real
+launchers, the Apptainer test stand-in and Charliecloud's ch-run, and real MPI libraries.
+
+Every run asserts the communicator size and WHICH library served each rank: the version
+string and the path of the MPI library mapped into the rank.  hpcrun makes host libraries
+visible under its private container prefix (``/.hpcrun``, profiles' ``container.prefix``),
+never over the image's own ``/usr/lib``: a path there means the image's MPI ran instead.
+The "host" is this machine; the container's MPI is the image's (Debian MPICH 4.0.2 or
+Open MPI 4.1.4 copied into the test image).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import pytest
+
+from helpers import slurm
+
+from .conftest import ImageSet, wheel_bindir
+from .support import Run, assert_ranks, parse_hello, run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PREFIX = "/.hpcrun"
+MPICH4 = "MPICH Version: 4.0.2"
+OPENMPI4 = "Open MPI v4.1.4"
+OPENMPI_LAUNCH = ["mpirun.openmpi", "--allow-run-as-root", "--oversubscribe"]
+# Processes that may directly start a rank.
+LAUNCHER_PROCESSES = ("slurmstepd", "hydra_pmi_proxy", "orted", "prted", "mpiexec.hydra",
+                      "mpirun.openmpi", "mpirun", "mpiexec")
+
+
+def from_host(path: str) -> bool:
+    """The mapped MPI library is a host file made visible under hpcrun's prefix."""
+    return path.startswith(PREFIX + "/")
+
+
+def hpcrun(env: Dict[str, str], cwd: Path, *args: str) -> Run:
+    """Run ``hpcrun ARGS``."""
+    return run(["hpcrun", *args], env, cwd, timeout=180)
+
+
+@pytest.mark.parametrize("form", ["sif", "squashfs", "sandbox"])
+def test_srun_apptainer_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
+                                   workdir: Path, form: str) -> None:
+    image = str(getattr(e2e_images.mpich, form))
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "srun", "-n", "2", image,
+                    "python3", "hello.py")
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, MPICH4, from_host)
+
+
+def test_srun_apptainer_host_mpich_c_app(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
+                                         workdir: Path) -> None:
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "srun", "-n", "2",
+                    str(e2e_images.mpich.sif), "/usr/local/bin/hello")
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, MPICH4, from_host)
+
+
+def test_srun_charliecloud_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
+                                      workdir: Path) -> None:
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "--runtime", "charliecloud",
+                    "srun", "-n", "2", str(e2e_images.mpich.sandbox),
+                    "python3", "/opt/hello/hello.py")
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, MPICH4, from_host)
+
+
+@pytest.mark.parametrize("runtime", ["apptainer", "charliecloud"])
+def test_mpiexec_hydra_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
+                                  workdir: Path, runtime: str) -> None:
+    image = e2e_images.mpich.sif if runtime == "apptainer" else e2e_images.mpich.sandbox
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "--runtime", runtime,
+                    "mpiexec.hydra", "-n", "2", str(image), "python3", "/opt/hello/hello.py")
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, MPICH4, from_host)
+
+
+@pytest.mark.parametrize("launcher", ["mpirun", "srun"])
+def test_host_openmpi(e2e_images: ImageSet, hpcrun_env: Dict[str, str], workdir: Path,
+                      launcher: str) -> None:
+    argv = [*OPENMPI_LAUNCH, "-n", "2"] if launcher == "mpirun" else ["srun", "-n", "2"]
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-openmpi", *argv,
+                    str(e2e_images.openmpi.sif), "python3", "hello.py")
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, OPENMPI4, from_host)
+
+
+@pytest.mark.parametrize("app", [["python3", "hello.py"], ["/usr/local/bin/hello"]],
+                         ids=["mpi4py", "c"])
+def test_newer_host_mpich_serves_older_container(e2e_images: ImageSet,
+                                                 hpcrun_env: Dict[str, str], workdir: Path,
+                                                 site_dir: Callable[[str], Path],
+                                                 app: List[str]) -> None:
+    """Host MPICH 5.0.2 (PyPI wheel) serves an app built with the image's MPICH 4.0.2."""
+    result = hpcrun(hpcrun_env, workdir, "--site", str(site_dir("wheel-mpich")), "srun", "-n",
+                    "2", str(e2e_images.mpich.sif), *app)
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, "MPICH Version: 5.0.2", from_host)
+
+
+@pytest.mark.parametrize("app", [["python3", "hello.py"], ["/usr/local/bin/hello"]],
+                         ids=["mpi4py", "c"])
+def test_intel_mpi_host_serves_mpich_container(e2e_images: ImageSet,
+                                               hpcrun_env: Dict[str, str], workdir: Path,
+                                               site_dir: Callable[[str], Path],
+                                               app: List[str]) -> None:
+    """Intel MPI 2021.19 (PyPI impi-rt, shm only) serves an app built with MPICH 4.0.2."""
+    result = hpcrun(hpcrun_env, workdir, "--site", str(site_dir("wheel-impi")), "srun", "-n",
+                    "2", str(e2e_images.mpich.sif), *app)
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, "Intel(R) MPI Library 2021.19", from_host)
+
+
+def test_wheel_hydra_launcher_with_intel_mpi(e2e_images: ImageSet,
+                                             hpcrun_env: Dict[str, str], workdir: Path,
+                                             site_dir: Callable[[str], Path],
+                                             mpi_wheel: Callable[[str], Path]) -> None:
+    """A launcher given by its full path (the MPICH wheel's mpiexec.hydra)."""
+    hydra = wheel_bindir(mpi_wheel("mpich")) / "mpiexec.hydra"
+    result = hpcrun(hpcrun_env, workdir, "--site", str(site_dir("wheel-impi")), str(hydra),
+                    "-n", "2", str(e2e_images.mpich.sif), "/usr/local/bin/hello")
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, "Intel(R) MPI Library 2021.19", from_host)
+
+
+def _job_count(cluster: slurm.Cluster) -> int:
+    proc = run(["scontrol", "-o", "show", "jobs"], cluster.environ(), cluster.workdir)
+    return len([line for line in proc.stdout.splitlines() if line.startswith("JobId=")])
+
+
+@pytest.mark.parametrize("app", [["python3", "hello.py"], ["/usr/local/bin/hello"]],
+                         ids=["mpi4py", "c"])
+def test_openmpi_container_refused_on_mpich_host(e2e_images: ImageSet,
+                                                 hpcrun_env: Dict[str, str], workdir: Path,
+                                                 slurm_cluster: slurm.Cluster,
+                                                 app: List[str]) -> None:
+    """An Open MPI container with an MPICH-family host: refused before launch (exit 5)."""
+    jobs_before = _job_count(slurm_cluster)
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "srun", "-n", "2",
+                    str(e2e_images.openmpi.sif), *app)
+    assert result.returncode == 5, result.describe()
+    assert "Hello World" not in result.stdout
+    reason = result.stderr.lower()
+    assert "open mpi" in reason or "openmpi" in reason, result.describe()
+    assert "mpich" in reason, result.describe()
+    assert _job_count(slurm_cluster) == jobs_before, "a job was started: " + result.describe()
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpiexec.hydra"])
+def test_cleanenv_ranks_still_wire_up(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
+                                      workdir: Path, launcher: str) -> None:
+    """Under --cleanenv the PMI/Slurm variables set per rank still reach each rank."""
+    env = dict(hpcrun_env, HPCRUN_E2E_SECRET="must-not-pass")
+    result = hpcrun(env, workdir, "--site", "debian-mpich", "--cleanenv", launcher, "-n", "2",
+                    str(e2e_images.mpich.sif), "python3", "/opt/hello/hello.py")
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, MPICH4, from_host)
+
+
+def test_cleanenv_drops_other_variables(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
+                                        workdir: Path) -> None:
+    env = dict(hpcrun_env, HPCRUN_E2E_SECRET="must-not-pass")
+    result = hpcrun(env, workdir, "--site", "debian-mpich", "--cleanenv", "srun", "-n", "1",
+                    str(e2e_images.mpich.sif), "python3", "-c",
+                    "import os; print('secret=' + os.environ.get('HPCRUN_E2E_SECRET', ''))")
+    assert result.returncode == 0, result.describe()
+    assert result.stdout.strip() == "secret=", result.describe()
+
+
+@pytest.mark.parametrize("launcher", [["srun", "-n", "2"], ["mpiexec.hydra", "-n", "2"]],
+                         ids=["srun", "mpiexec"])
+@pytest.mark.parametrize("runtime", ["apptainer", "charliecloud"])
+def test_no_hpcrun_process_per_rank(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
+                                    workdir: Path, launcher: List[str], runtime: str) -> None:
+    """Between the launcher and the application there is nothing: no hpcrun, no Python of
+    hpcrun's, no shell left behind (the runtime execs the application)."""
+    image = e2e_images.mpich.sif if runtime == "apptainer" else e2e_images.mpich.sandbox
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "--runtime", runtime,
+                    *launcher, str(image), "python3", "/opt/hello/hello.py", "--parents")
+    assert result.returncode == 0, result.describe()
+    reports = parse_hello(result.stdout)
+    assert sorted(reports) == [0, 1], result.describe()
+    for report in reports.values():
+        assert report.parents, result.describe()
+        nearest = report.parents[0].split(" ", 2)
+        assert nearest[1] in LAUNCHER_PROCESSES, (
+            f"rank {report.rank}'s parent is {report.parents[0]!r}, not the launcher:\n"
+            + "\n".join(report.parents))
+        for entry in report.parents[:1]:
+            assert "hpcrun" not in entry and "python" not in entry

@@ -1,0 +1,210 @@
+"""Rendering a plan for Apptainer, Singularity and Charliecloud."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import List, Tuple
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hpcrun.host.facts import HostFacts, RuntimeInfo
+from hpcrun.image.facts import ImageFacts
+from hpcrun.plan.build import build_plan
+from hpcrun.plan.model import ERROR, WARNING, Bind, EnvVar, Plan, Request
+from hpcrun.profiles.model import BindSpec, Container, EnvSpec, Library, Profile
+from hpcrun.render.runtimes import (
+    Inexpressible,
+    bind_spec,
+    escape_container_value,
+    render_invocation,
+)
+
+REQUEST = Request(launcher=("srun", "-n", "2"), image="app.sif", command=("python", "hello.py"))
+
+
+def host(kind: str = "apptainer", **kw: str) -> HostFacts:
+    return HostFacts(runtime=RuntimeInfo(kind=kind, **kw))
+
+
+def plan_for(profile: Profile, kind: str = "apptainer", request: Request = REQUEST,
+             environ=None, image=None, **kw: str) -> Plan:
+    return build_plan(profile, request, host(kind, **kw), image, [], None, environ or {})
+
+
+def parse_bindpath(value: str) -> List[Tuple[str, ...]]:
+    """Split a bind-path value as documented: unescaped ',' between items, unescaped ':'
+    between fields, backslash escapes ',' and ':'."""
+    items = re.split(r"(?<!\\),", value)
+    return [tuple(f.replace("\\,", ",").replace("\\:", ":") for f in re.split(r"(?<!\\):", i))
+            for i in items]
+
+
+paths = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"),
+                                       blacklist_characters="\\"), min_size=1, max_size=20
+                ).map(lambda s: "/" + s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(source=paths, destination=paths, read_only=st.booleans())
+def test_bind_spec_round_trips(source: str, destination: str, read_only: bool) -> None:
+    spec = bind_spec(Bind(source, destination, read_only))
+    fields = parse_bindpath(spec)[0]
+    expected = (source, destination, "ro") if read_only else (
+        (source,) if source == destination else (source, destination))
+    assert fields == expected
+
+
+@pytest.mark.parametrize("path", ["/a\nb", "/a\tb", "/a\\b", "/x\x7f"])
+def test_inexpressible_bind_paths(path: str) -> None:
+    with pytest.raises(Inexpressible):
+        bind_spec(Bind(path, "/mnt"))
+    plan = plan_for(Profile(schema=1, name="t", binds=(BindSpec(path, "/mnt"),)))
+    assert [d.code for d in plan.errors] == ["bind-inexpressible"]
+
+
+def test_apptainer_and_singularity_spellings() -> None:
+    profile = Profile(schema=1, name="t", binds=(BindSpec("/scratch"), BindSpec("/a,b:c", "/d")),
+                      env=(EnvSpec("UCX_TLS", "rc"),), libraries=(Library("/l/libx.so.1"),))
+    apptainer = plan_for(profile).invocation
+    assert dict(apptainer.env_set) == {
+        "APPTAINER_BINDPATH": "/scratch,/a\\,b\\:c:/d,/l/libx.so.1:/.hpcrun/lib/libx.so.1:ro",
+        "APPTAINERENV_LD_LIBRARY_PATH": "/.hpcrun/lib:$LD_LIBRARY_PATH",
+        "APPTAINERENV_UCX_TLS": "rc",
+    }
+    assert apptainer.argv == ("srun", "-n", "2", "apptainer", "exec", "app.sif", "python",
+                              "hello.py")
+    singularity = plan_for(profile, "singularity").invocation
+    assert sorted(dict(singularity.env_set)) == ["SINGULARITYENV_LD_LIBRARY_PATH",
+                                                 "SINGULARITYENV_UCX_TLS",
+                                                 "SINGULARITY_BINDPATH"]
+    assert singularity.argv[3] == "singularity"
+
+
+def test_existing_bindpath_is_kept() -> None:
+    profile = Profile(schema=1, name="t", binds=(BindSpec("/scratch"),))
+    invocation = plan_for(profile, environ={"APPTAINER_BINDPATH": "/site"}).invocation
+    assert dict(invocation.env_set)["APPTAINER_BINDPATH"] == "/site,/scratch"
+
+
+def _emulate_apptainer_inject(shell: str, name: str, rendered: str, image_value: str) -> bytes:
+    """Evaluate a rendered APPTAINERENV_ value the way Apptainer (>= 1.0) does: it writes
+    ``export NAME="VALUE"`` with only ``"`` escaped into a script sourced by the container's
+    shell, after the image's own environment (here: ``image_value``)."""
+    escaped = rendered.replace('"', '\\"')
+    script = f'{name}={image_value!s}; export {name}; export {name}="{escaped}"; ' \
+             f'printf "%s" "${name}"'
+    return subprocess.run([shell, "-c", script], stdout=subprocess.PIPE, check=True).stdout
+
+
+SHELLS = [s for s in ("bash", "dash") if shutil.which(s)]
+values = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                 max_size=30)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@settings(max_examples=80, deadline=None)
+@given(value=values)
+def test_container_values_arrive_literally(shell: str, value: str) -> None:
+    plan = plan_for(Profile(schema=1, name="t"),
+                    request=Request((), "a.sif", ("x",), user_env=(("V", value),)))
+    rendered = dict(plan.invocation.env_set)["APPTAINERENV_V"]
+    assert rendered == escape_container_value(value)
+    assert _emulate_apptainer_inject(shell, "V", rendered, "img") == value.encode()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_library_path_keeps_the_image_value(shell: str) -> None:
+    profile = Profile(schema=1, name="t", container=Container(library_path=("/opt/$weird",)))
+    rendered = dict(plan_for(profile).invocation.env_set)["APPTAINERENV_LD_LIBRARY_PATH"]
+    assert rendered == "/opt/\\$weird:$LD_LIBRARY_PATH"
+    out = _emulate_apptainer_inject(shell, "LD_LIBRARY_PATH", rendered, "/img/lib")
+    assert out == b"/opt/$weird:/img/lib"
+
+
+def test_container_unset_and_legacy_quoting_warn() -> None:
+    profile = Profile(schema=1, name="t", env=(EnvSpec("X", action="unset"),
+                                               EnvSpec("Y", "a$b")))
+    plan = plan_for(profile, "singularity", flavour="singularity", version="3.5.3")
+    assert {"container-unset", "legacy-env-quoting"} <= {d.code for d in plan.warnings}
+    assert dict(plan.invocation.env_set)["SINGULARITYENV_X"] == ""
+
+
+def test_launcher_scope_folds_onto_the_callers_environment() -> None:
+    profile = Profile(schema=1, name="t", env=(
+        EnvSpec("PATH", "/opt/site/bin", action="prepend", scope="launcher"),
+        EnvSpec("MANPATH", "/opt/man", action="append", scope="launcher"),
+        EnvSpec("SLURM_EXPORT_ENV", action="unset", scope="launcher")))
+    invocation = plan_for(profile, environ={"PATH": "/usr/bin", "SLURM_EXPORT_ENV": "NONE"}
+                          ).invocation
+    assert dict(invocation.env_set)["PATH"] == "/opt/site/bin:/usr/bin"
+    assert dict(invocation.env_set)["MANPATH"] == "/opt/man"
+    assert invocation.env_unset == ("SLURM_EXPORT_ENV",)
+
+
+def test_open_mpi_forwards_the_variables_it_needs() -> None:
+    request = Request(("mpirun.openmpi", "-np", "2"), "a.sif", ("x",), user_env=(("A", "1"),))
+    argv = plan_for(Profile(schema=1, name="t"), request=request).invocation.argv
+    assert argv[:5] == ("mpirun.openmpi", "-np", "2", "-x", "APPTAINERENV_A")
+
+
+def test_charliecloud_argv() -> None:
+    profile = Profile(schema=1, name="t", binds=(BindSpec("/scratch"),),
+                      libraries=(Library("/usr/lib64/libmlx5.so.1"),),
+                      env=(EnvSpec("UCX_POSIX_USE_PROC_LINK", "n"), EnvSpec("A", "$x")))
+    image = ImageFacts(source="img", kind="sandbox",
+                       environment=(("LD_LIBRARY_PATH", "/usr/local/lib"),))
+    plan = plan_for(profile, "charliecloud", request=Request((), "/img", ("python", "-c", "1")),
+                    image=image, binary="/usr/bin/ch-run")
+    assert plan.invocation.argv == (
+        "/usr/bin/ch-run", "-b", "/scratch:/scratch",
+        "-b", "/usr/lib64/libmlx5.so.1:/.hpcrun/lib/libmlx5.so.1", "--env-no-expand",
+        "--set-env=LD_LIBRARY_PATH=/.hpcrun/lib:/usr/local/lib",
+        "--set-env=UCX_POSIX_USE_PROC_LINK=n", "--set-env=A=$x",
+        "/img", "--", "python", "-c", "1")
+    assert "ch-run-bind-destinations" in {d.code for d in plan.warnings}
+    unknown = plan_for(profile, "charliecloud", request=Request((), "/img", ("x",)))
+    assert "image-env-unknown" in {d.code for d in unknown.warnings}
+
+
+def test_real_ch_run_takes_the_rendered_argv(tmp_path) -> None:
+    """ch-run itself runs our argv: bind, literal variable, LD_LIBRARY_PATH, command."""
+    busybox = shutil.which("busybox")
+    if not shutil.which("ch-run") or not busybox or os.geteuid() != 0:
+        pytest.skip("needs ch-run, busybox-static and root")
+    image = tmp_path / "img"
+    for d in ("bin", "etc", "mnt/data", ".hpcrun/lib", "tmp", "dev", "proc", "sys", "home",
+                  "root", "run", "var/tmp", "usr/bin"):
+        (image / d).mkdir(parents=True)
+    shutil.copy(busybox, image / "bin" / "busybox")
+    (image / "bin" / "sh").symlink_to("busybox")
+    for name in ("passwd", "group", "hosts", "resolv.conf"):
+        (image / "etc" / name).write_text("root:x:0:0:root:/:/bin/sh\n" if name == "passwd"
+                                          else "")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f.txt").write_text("hello from the host\n")
+    profile = Profile(schema=1, name="t", binds=(BindSpec(str(data), "/mnt/data"),),
+                      env=(EnvSpec("LITERAL", "a $HOME `b` \\c"),))
+    plan = plan_for(profile, "charliecloud", image=ImageFacts(source=str(image), kind="sandbox"),
+                    request=Request((), str(image), (
+                        "/bin/sh", "-c", 'cat /mnt/data/f.txt; printf "%s|%s" "$LITERAL" '
+                        '"$LD_LIBRARY_PATH"')), binary=shutil.which("ch-run") or "")
+    env = dict(os.environ, USER="root")
+    done = subprocess.run(list(plan.invocation.argv), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.decode() == "hello from the host\na $HOME `b` \\c|"
+
+
+def test_render_is_pure_function_of_plan() -> None:
+    plan = plan_for(Profile(schema=1, name="t", env=(EnvSpec("A", "1"),)))
+    again, diags = render_invocation(plan, {})
+    assert again == plan.invocation and diags == ()
+    assert EnvVar("A", "1", "container", "set", "profile", "env[0]") in plan.env
+    assert ERROR not in {d.severity for d in plan.diagnostics} and WARNING not in {
+        d.severity for d in plan.diagnostics}
