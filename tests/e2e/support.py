@@ -41,7 +41,7 @@ def parse_hello(output: str) -> Dict[int, RankReport]:
                 assert report.parents is not None
                 report.parents.append(match.group(3))
             else:
-                setattr(report, match.group(2), match.group(3).replace("\t", " ").strip())
+                setattr(report, match.group(2), " ".join(match.group(3).split()))
     return reports
 
 
@@ -49,8 +49,8 @@ def assert_ranks(output: str, size: int, library: str, libmpi: Callable[[str], b
         -> Dict[int, RankReport]:
     """Every rank 0..size-1 reported, in a world of ``size``, served by the expected library.
 
-    ``library`` is the start of MPI_Get_library_version (tabs as spaces); ``libmpi`` checks
-    the path of the MPI library mapped into the rank.
+    ``library`` is the start of MPI_Get_library_version (white space runs as one space);
+    ``libmpi`` checks the path of the MPI library mapped into the rank.
     """
     reports = parse_hello(output)
     assert sorted(reports) == list(range(size)), output

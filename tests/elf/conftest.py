@@ -57,8 +57,21 @@ def i386_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "v.map").write_text("F_1.0 { global: f; g; local: *; };\n")
     subprocess.run(["as", "--32", "f.s", "-o", "f.o"], cwd=work, check=True)
     subprocess.run(
-        ["ld", "-m", "elf_i386", "-shared", "-soname", "libf.so.1", "--version-script=v.map",
-         "-rpath", "/opt/a:/opt/b", "f.o", "-o", "libf.so.1"],
-        cwd=work, check=True,
+        [
+            "ld",
+            "-m",
+            "elf_i386",
+            "-shared",
+            "-soname",
+            "libf.so.1",
+            "--version-script=v.map",
+            "-rpath",
+            "/opt/a:/opt/b",
+            "f.o",
+            "-o",
+            "libf.so.1",
+        ],
+        cwd=work,
+        check=True,
     )
     return work / "libf.so.1"

@@ -35,8 +35,11 @@ def _compare(path: str) -> List[str]:
         "version_defs": info.version_defs,
         "version_needs": tuple((n.file, n.versions) for n in info.version_needs),
     }
-    return [f"{path}: {key}: pyelftools {ref[key]!r} != ours {ours[key]!r}"
-            for key in ours if ref[key] != ours[key]]
+    return [
+        f"{path}: {key}: pyelftools {ref[key]!r} != ours {ours[key]!r}"
+        for key in ours
+        if ref[key] != ours[key]
+    ]
 
 
 def test_every_host_library_matches_pyelftools(host_libraries: List[str]) -> None:
@@ -51,8 +54,17 @@ def test_every_wheel_library_matches_pyelftools(wheel_libraries: List[str]) -> N
 
 
 def test_executables_and_static_binaries_match_pyelftools() -> None:
-    paths = [p for p in ("/usr/bin/python3", "/usr/bin/busybox", "/bin/dash",
-                         "/usr/bin/mpiexec.hydra", "/usr/bin/orted") if os.path.exists(p)]
+    paths = [
+        p
+        for p in (
+            "/usr/bin/python3",
+            "/usr/bin/busybox",
+            "/bin/dash",
+            "/usr/bin/mpiexec.hydra",
+            "/usr/bin/orted",
+        )
+        if os.path.exists(p)
+    ]
     assert paths
     for path in paths:
         assert _compare(os.path.realpath(path)) == []
@@ -115,8 +127,9 @@ def test_big_endian_objects(tmp_path: Path) -> None:
         pytest.skip("objcopy not installed")
     for target, klass in (("elf64-big", 64), ("elf32-big", 32)):
         out = tmp_path / f"{target}.o"
-        subprocess.run(["objcopy", "-I", "binary", "-O", target, "/etc/hostname", str(out)],
-                       check=True)
+        subprocess.run(
+            ["objcopy", "-I", "binary", "-O", target, "/etc/hostname", str(out)], check=True
+        )
         info = read_elf_file(str(out))
         assert (info.elf_class, info.elf_type, info.machine) == (klass, "ET_REL", "EM_NONE")
         assert info.needed == () and info.soname == ""
@@ -136,19 +149,19 @@ def test_ld_scripts(mpi_wheel) -> None:  # type: ignore[no-untyped-def]
 def test_text_file_named_like_a_library(tmp_path: Path) -> None:
     fake = tmp_path / "libfake.so.1"
     shutil.copy("/etc/passwd", fake)
-    with pytest.raises(ElfError, match="libfake.so.1.*not an ELF file"):
+    with pytest.raises(ElfError, match=r"libfake\.so\.1.*not an ELF file"):
         read_elf_file(str(fake))
 
 
 def test_missing_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(ElfError, match="nothere.so"):
+    with pytest.raises(ElfError, match=r"nothere\.so"):
         read_elf_file(str(tmp_path / "nothere.so"))
 
 
 @pytest.mark.parametrize("keep", [4, 20, 63, 64, 200, 4096, 65536, 400000])
 def test_truncated_library_is_an_elf_error(keep: int) -> None:
     data = Path(f"{HOST_LIBDIR}/libmpich.so.12").read_bytes()[:keep]
-    with pytest.raises(ElfError, match="trunc.so"):
+    with pytest.raises(ElfError, match=r"trunc\.so"):
         read_elf(io.BytesIO(data), "trunc.so")
 
 
@@ -157,7 +170,7 @@ class CountingStream(io.RawIOBase):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "rb")
         self.bytes_read = 0
 
     def readable(self) -> bool:
@@ -188,7 +201,7 @@ def test_reads_only_headers_and_tables() -> None:
     info = read_elf(stream, path)  # type: ignore[arg-type]
     stream.close()
     assert info.soname == "libmpich.so.12"
-    assert stream.bytes_read < os.path.getsize(path) // 50
+    assert stream.bytes_read < 256 * 1024  # of a 41 MB file
 
 
 def test_find_strings_in_rodata() -> None:

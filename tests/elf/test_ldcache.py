@@ -26,8 +26,9 @@ LDCONFIG = shutil.which("ldconfig") or "/sbin/ldconfig"
 
 def ldconfig_print(root: Path, cache: str) -> List[Tuple[str, str, str]]:
     """What ``ldconfig -p`` prints for a cache: (soname, flags text, path)."""
-    out = subprocess.run([LDCONFIG, "-r", str(root), "-C", cache, "-p"], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [LDCONFIG, "-r", str(root), "-C", cache, "-p"], check=True, capture_output=True, text=True
+    ).stdout
     rows = []
     for line in out.splitlines():
         match = re.match(r"^\t(\S+) \(([^)]*)\) => (.*)$", line)
@@ -51,15 +52,19 @@ def ld_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy2(src, libdir / name, follow_symlinks=False)
     for name in os.listdir(HOST_LIBDIR):
         if name.startswith("libmpi.so.40"):
-            shutil.copy2(os.path.join(HOST_LIBDIR, name), root / "opt/mpi/lib" / name,
-                         follow_symlinks=False)
+            shutil.copy2(
+                os.path.join(HOST_LIBDIR, name), root / "opt/mpi/lib" / name, follow_symlinks=False
+            )
     (root / "etc/ld.so.conf.d").mkdir(parents=True)
     (root / "etc/ld.so.conf").write_text("include /etc/ld.so.conf.d/*.conf\n")
     (root / "etc/ld.so.conf.d/a.conf").write_text(f"# multiarch\n{HOST_LIBDIR}\n")
     (root / "etc/ld.so.conf.d/b.conf").write_text("/opt/mpi/lib\n")
     for fmt in ("old", "compat", "new"):
-        subprocess.run([LDCONFIG, "-X", "-c", fmt, "-r", str(root), "-C", f"/etc/cache.{fmt}"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [LDCONFIG, "-X", "-c", fmt, "-r", str(root), "-C", f"/etc/cache.{fmt}"],
+            check=True,
+            capture_output=True,
+        )
     return root
 
 
@@ -105,10 +110,10 @@ def test_flags() -> None:
 def test_truncated_caches_are_elf_errors(ld_root: Path, fmt: str) -> None:
     data = (ld_root / "etc" / f"cache.{fmt}").read_bytes()
     for keep in (12, 20, 40, 60, len(data) // 2):
-        with pytest.raises(ElfError, match="/img/etc/ld.so.cache"):
+        with pytest.raises(ElfError, match=r"/img/etc/ld\.so\.cache"):
             parse_ld_cache(data[:keep], "/img/etc/ld.so.cache")
 
 
 def test_not_a_cache() -> None:
-    with pytest.raises(ElfError, match="x/ld.so.cache: not an ld.so cache"):
+    with pytest.raises(ElfError, match=r"x/ld\.so\.cache: not an ld\.so cache"):
         parse_ld_cache(Path("/etc/passwd").read_bytes(), "x/ld.so.cache")

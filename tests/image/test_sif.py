@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from helpers.sifwriter import SifObject, build_sif, write_sif
+from helpers.sifwriter import SifObject, build_sif, partition, write_sif
 from hpcrun.errors import ImageError
 from hpcrun.image import sif as S
 from hpcrun.image.ext3 import Ext3Backend
@@ -265,6 +265,25 @@ def test_every_library_golden_parses(sif_data: Path) -> None:
         assert len(set(ids)) == len(ids), g
 
 
+def test_every_real_image_parses(sif_data: Path) -> None:
+    images = sorted((sif_data / "images").glob("*.sif")) + sorted(
+        (sif_data / "images-apptainer-signed").glob("*.sif")
+    )
+    assert len(images) == 25
+    for path in images:
+        image = S.read_sif(str(path))
+        h = image.header
+        assert h.descriptors_free == h.descriptors_total - len(image.descriptors), path
+        used = sum(d.size_with_padding for d in image.descriptors)
+        assert h.data_size == used, path  # no deleted objects in these
+        assert image.file_size == max([h.data_offset] + [d.end for d in image.descriptors])
+        for d in image.descriptors:
+            if d.datatype == S.DATA_SIGNATURE:
+                assert d.signature is not None and d.signature.hash_name.startswith("SHA-")
+                target = image.by_id(d.linked_id) if not d.link_is_group else None
+                assert d.link_is_group or target is not None, path
+
+
 def test_hello_from_the_squashfs_partition(sif_data: Path) -> None:
     from hpcrun.image.squashfs import SquashfsBackend
 
@@ -375,6 +394,14 @@ def test_writer_round_trip(tmp_path: Path) -> None:
     assert sig.signature.entity == bytes(range(20)).hex().upper()
     assert (sig.group, sig.linked_id, sig.link_is_group) == (0, 1, True)
     assert image.read_object(image.by_id(1)) == b"Bootstrap: docker\n"  # type: ignore[arg-type]
+
+
+def test_streamed_write_equals_build(sif_data: Path, tmp_path: Path) -> None:
+    fs_image = sif_data / "siftool-expected" / "TestApp_Dump" / "Two.golden"  # a squashfs
+    objects = [_generic(b"abc"), partition(fs_image, arch="amd64"), _generic(b"z", alignment=64)]
+    written = write_sif(tmp_path / "s.sif", objects, launch_script="#!x\n", ctime=ZT)
+    assert written.read_bytes() == build_sif(objects, launch_script="#!x\n", ctime=ZT)
+    assert written.read_bytes()[32768 : 32768 + 4096] == fs_image.read_bytes()
 
 
 @pytest.mark.parametrize("code,name", sorted(S.ARCH_CODES.items()))

@@ -84,8 +84,9 @@ def test_srun_bundled_flags_carry_every_identity() -> None:
     (["srun", "-n", "2"], "no image"),
     (["srun", "-n", "2", "a.sif"], "nothing to run"),
     (["srun", "-n", "1", "a.sif", "x", ":", "-n", "1", "b.sif", "y"], "MPMD"),
+    (["mpiexec.hydra", "-n", "1", "--", "a.sif", "x"], "does not accept '--'"),
 ])
-def test_srun_usage_errors(words: List[str], message: str) -> None:
+def test_launcher_usage_errors(words: List[str], message: str) -> None:
     with pytest.raises(UsageError) as caught:
         split_command_line(words)
     assert message in caught.value.message
@@ -153,8 +154,7 @@ def test_hydra_split(words: List[str], launcher: List[str], image: str) -> None:
 
 def _real_run(words: Sequence[str], tmp_path: Path) -> List[bytes]:
     """Run a real launcher whose 'image' is printf: what the application really received."""
-    done = subprocess.run(list(words), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          cwd=tmp_path, timeout=60, check=False)
+    done = subprocess.run(list(words), capture_output=True, cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return done.stdout.split(b"\0")[:-1]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, List
 
 import pytest
 from hypothesis import given, settings
@@ -65,8 +66,8 @@ def test_shipped_profile_loads_and_every_entry_has_a_reason(path: Path) -> None:
     assert profile.name == path.stem
     assert profile.source == str(path)
     assert profile.description
-    entries = [*profile.libraries, *profile.binds, *profile.env,
-               *(d for _, d in profile.launchers)]
+    entries: List[Any] = [*profile.libraries, *profile.binds, *profile.env,
+                          *(d for _, d in profile.launchers)]
     if profile.mpi is not None:
         entries.append(profile.mpi)
     for table in (profile.runtime, profile.gpu, profile.container, profile.wireup):
@@ -236,7 +237,7 @@ def test_shipped_profiles_round_trip_through_dict_json_and_toml(path: Path) -> N
     assert loads_profile(dump_profile(profile), str(path)) == profile
 
 
-texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+texts = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40)
 
 
 @settings(max_examples=150, deadline=None)
@@ -248,3 +249,39 @@ def test_writer_escapes_any_text(reason: str, value: str, source: str) -> None:
                       env=(EnvSpec(name="X", value=value),))
     assert loads_profile(dump_profile(profile, {"binds[0]": [reason]}, [value])) == profile
     assert loads_profile(f"schema = 1\nname = {toml_string(value)}\n").name == value
+
+
+# --- robustness: bad input only ever raises ProfileError ----------------------------------
+
+toml_scalars = st.one_of(st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False),
+                         st.sampled_from(["mpich", "srun", "/x", "", "auto"]), texts)
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["path", "source", "options", "name", "family",
+                                         "srun", "kind", "x"]), inner, max_size=3)),
+    max_leaves=8)
+top_keys = st.sampled_from(["schema", "name", "description", "runtime", "mpi", "libraries",
+                            "binds", "env", "gpu", "launchers", "container", "threads",
+                            "wireup", "other"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.dictionaries(top_keys, toml_values, max_size=6))
+def test_any_parsed_toml_gives_a_profile_or_a_profile_error(data: dict) -> None:
+    try:
+        profile = profile_from_dict({"schema": 1, "name": "t", **data})
+    except ProfileError as error:
+        assert error.message
+    else:
+        assert isinstance(profile, Profile)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list('[]{}="\'.,\n #abc1-_')), max_size=60))
+def test_any_text_gives_a_profile_or_a_profile_error(text: str) -> None:
+    try:
+        loads_profile("schema = 1\n" + text)
+    except ProfileError as error:
+        assert error.message.startswith("<string>")

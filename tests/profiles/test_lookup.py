@@ -82,7 +82,7 @@ def test_list_marks_shadowed_entries(dirs: Dict[str, Path]) -> None:
     assert ("zeus", True) in names
     shadowed = [e for e in entries if e.name == "zeus" and e.shadowed]
     assert shadowed[0].path == bundled_dir() / "zeus.toml"
-    broken = [e for e in entries if e.name == "broken"][0]
+    broken = next(e for e in entries if e.name == "broken")
     assert broken.description.startswith("(invalid:")
     assert {e.name for e in entries} >= {"zeus", "topaz", "setonix", "debian-mpich",
                                          "debian-openmpi"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_every_field_is_documented_in_schema_and_reference() -> None:
             if cls is not Profile:
                 assert f"| `{f.name}` |" in reference or f.name in ("libraries",)
         for tp in field_types(cls).values():
-            for arg in getattr(tp, "__args__", ()) + (tp,):
+            for arg in (*getattr(tp, "__args__", ()), tp):
                 if hasattr(arg, "__dataclass_fields__") and arg not in seen and arg is not cls:
                     if arg.__name__ not in schema["$defs"]:
                         pytest.fail(f"{arg.__name__} missing from $defs")
@@ -56,7 +57,7 @@ def test_every_field_is_documented_in_schema_and_reference() -> None:
 
 
 @pytest.fixture(scope="module")
-def validator():  # type: ignore[no-untyped-def]
+def validator() -> Any:
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(schema_text())
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -64,7 +65,7 @@ def validator():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("path", sorted(SITE_PROFILES.glob("*.toml")), ids=lambda p: p.stem)
-def test_shipped_profiles_satisfy_the_schema(validator, path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_shipped_profiles_satisfy_the_schema(validator: Any, path: Path) -> None:
     errors = list(validator.iter_errors(tomllib.loads(path.read_text())))
     assert errors == []
 
@@ -78,7 +79,7 @@ def test_shipped_profiles_satisfy_the_schema(validator, path: Path) -> None:  # 
     {"schema": 1, "name": "x", "launchers": {"aprun": {"options": []}}},
     {"schema": 1, "name": "x", "threads": {"variables": "OMP_NUM_THREADS"}},
 ])
-def test_schema_rejects_what_the_loader_rejects(validator, bad: dict) -> None:  # type: ignore[no-untyped-def]
+def test_schema_rejects_what_the_loader_rejects(validator: Any, bad: dict) -> None:
     from hpcrun.profiles.load import ProfileError, profile_from_dict
 
     assert list(validator.iter_errors(bad))

@@ -114,6 +114,11 @@ def test_bind_problems(fake_root: Path) -> None:
         "binds[7].source profile.unbindable-path",
     ]
     assert bind_syntax_problem("/x,y:z") == ""
+    (fake_root / "lib*").mkdir()
+    odd = Profile(schema=1, name="t", binds=(BindSpec(source="/lib*"),),
+                  libraries=(Library(path="/a"),))
+    assert codes(validate_profile(odd, fake_root)) == [
+        "libraries[0].path profile.library-is-directory", "binds[0].source profile.glob-in-bind"]
     assert "control character" in bind_syntax_problem("/x\x00")
     assert "backslash" in bind_syntax_problem("/x\\y")
 
@@ -135,7 +140,8 @@ def test_mpi_without_libraries_and_bad_values(fake_root: Path) -> None:
     for expected in ("name profile.no-name", "runtime.path profile.missing-path",
                      "mpi profile.mpi-without-libraries", "mpi.sonames[0] profile.bad-soname",
                      "env[0].name profile.bad-env-name", "env[2] profile.duplicate-env",
-                     "env[3].name profile.managed-variable", "env[4].value profile.unset-with-value",
+                     "env[3].name profile.managed-variable",
+                     "env[4].value profile.unset-with-value",
                      "gpu.libraries[0] profile.missing-path",
                      "gpu.libraries profile.gpu-libraries-unused",
                      "container.preload[0] profile.missing-path",

@@ -16,7 +16,7 @@ from hpcrun.host.facts import HostFacts, RuntimeInfo
 from hpcrun.image.facts import ImageFacts
 from hpcrun.plan.build import build_plan
 from hpcrun.plan.model import ERROR, WARNING, Bind, EnvVar, Plan, Request
-from hpcrun.profiles.model import BindSpec, Container, EnvSpec, Library, Profile
+from hpcrun.profiles.model import BindSpec, Container, EnvSpec, Library, Profile, Runtime
 from hpcrun.render.runtimes import (
     Inexpressible,
     bind_spec,
@@ -150,6 +150,10 @@ def test_open_mpi_forwards_the_variables_it_needs() -> None:
     request = Request(("mpirun.openmpi", "-np", "2"), "a.sif", ("x",), user_env=(("A", "1"),))
     argv = plan_for(Profile(schema=1, name="t"), request=request).invocation.argv
     assert argv[:5] == ("mpirun.openmpi", "-np", "2", "-x", "APPTAINERENV_A")
+    request = Request(("mpirun.openmpi", "-np", "2", "--"), "a.sif", ("x",),
+                      user_env=(("A", "1"),))
+    argv = plan_for(Profile(schema=1, name="t"), request=request).invocation.argv
+    assert argv[:7] == ("mpirun.openmpi", "-np", "2", "-x", "APPTAINERENV_A", "--", "apptainer")
 
 
 def test_charliecloud_argv() -> None:
@@ -161,7 +165,7 @@ def test_charliecloud_argv() -> None:
     plan = plan_for(profile, "charliecloud", request=Request((), "/img", ("python", "-c", "1")),
                     image=image, binary="/usr/bin/ch-run")
     assert plan.invocation.argv == (
-        "/usr/bin/ch-run", "-b", "/scratch:/scratch",
+        "ch-run", "-b", "/scratch:/scratch",
         "-b", "/usr/lib64/libmlx5.so.1:/.hpcrun/lib/libmlx5.so.1", "--env-no-expand",
         "--set-env=LD_LIBRARY_PATH=/.hpcrun/lib:/usr/local/lib",
         "--set-env=UCX_POSIX_USE_PROC_LINK=n", "--set-env=A=$x",
@@ -195,10 +199,20 @@ def test_real_ch_run_takes_the_rendered_argv(tmp_path) -> None:
                         "/bin/sh", "-c", 'cat /mnt/data/f.txt; printf "%s|%s" "$LITERAL" '
                         '"$LD_LIBRARY_PATH"')), binary=shutil.which("ch-run") or "")
     env = dict(os.environ, USER="root")
-    done = subprocess.run(list(plan.invocation.argv), env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=60, check=False)
+    done = subprocess.run(list(plan.invocation.argv), env=env, capture_output=True,
+                          timeout=60, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stdout.decode() == "hello from the host\na $HOME `b` \\c|"
+
+
+def test_runtime_binary_is_the_name_unless_the_profile_gives_a_path() -> None:
+    found = plan_for(Profile(schema=1, name="t"), binary="/usr/local/bin/apptainer")
+    assert found.invocation.argv[3] == "apptainer"
+    linked = plan_for(Profile(schema=1, name="t"), binary="/usr/bin/singularity")
+    assert linked.invocation.argv[3] == "singularity"  # Apptainer's compatibility link
+    profile = Profile(schema=1, name="t", runtime=Runtime(path="/opt/apptainer/bin/apptainer"))
+    pinned = plan_for(profile, binary="/opt/apptainer/bin/apptainer")
+    assert pinned.invocation.argv[3] == "/opt/apptainer/bin/apptainer"
 
 
 def test_render_is_pure_function_of_plan() -> None:

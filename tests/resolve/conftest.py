@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Callable, Dict, Tuple
 
 import pytest
+
 from helpers import mpi_trees
 from helpers.mpi_trees import HOST_LIBDIR, HostSite
-
 from hpcrun.image.facts import AppFacts, ImageFacts, Libc, MpiLibrary
 
 HELLO = r"""
@@ -33,7 +33,8 @@ int main(int argc, char **argv) {
   MPI_Init(&argc, &argv); printf("%p\n", (void *)&MPII_Op_set_cxx); MPI_Finalize(); return 0; }
 """
 
-FORTRAN = "program h\nuse mpi\ninteger ierr\ncall MPI_Init(ierr)\ncall MPI_Finalize(ierr)\nend program\n"
+FORTRAN = ("program h\nuse mpi\ninteger ierr\ncall MPI_Init(ierr)\ncall MPI_Finalize(ierr)\n"
+           "end program\n")
 
 PLAIN = "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n"
 

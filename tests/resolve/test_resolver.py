@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 import pytest
-from helpers.mpi_trees import HOST_LIBDIR, HostSite, version_defs_of
 
+from helpers.mpi_trees import HOST_LIBDIR, HostSite, version_defs_of
 from hpcrun.host.facts import HostFacts
 from hpcrun.image.facts import ImageFacts, Libc, VersionDefs
 from hpcrun.plan.model import (
@@ -302,3 +302,18 @@ def test_intel_fortran_preloads_the_c_library(apps: Callable, host_sites: Callab
     assert "mpi-preload-c" in codes(result)
     result = run(host_sites("debian-mpich"), apps("fortran").image())
     assert result.preload == ()
+
+
+def test_providers_inside_bound_directory_not_flattened(tmp_path_factory: pytest.TempPathFactory,
+                                                        mpi_wheel: Callable, apps: Callable
+                                                        ) -> None:
+    """[[libraries]] globs under the wheel's mpich/ dir ride on the directory bind."""
+    from helpers.mpi_trees import wheel_mpich_host
+
+    site = wheel_mpich_host(tmp_path_factory.mktemp("mpich-providers"), mpi_wheel("mpich"),
+                            providers=True)
+    result = run(site, apps("upstream-mpich").image())
+    dests = [b.destination for b in result.binds]
+    assert "/.hpcrun/lib/mpich" in dests
+    assert not any(d.endswith(("-fi.so", "libuct_ib.so.0")) for d in dests), dests
+    assert result.verdict == COMPATIBLE

@@ -55,7 +55,7 @@ def split_arguments(args: List[str]) -> Tuple[List[str], bool, bool]:
 
 def inspect_command(
     image: str = typer.Argument(..., help="SIF/squashfs/ext3 image file or sandbox directory."),
-    command: Optional[List[str]] = typer.Argument(
+    command: Optional[List[str]] = typer.Argument(  # noqa: B008 - typer declares options so
         None, help="--app CMD ARGS... (or -- CMD ...): the application to analyse."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
@@ -109,8 +109,14 @@ def show(facts: Any) -> None:
         for column in ("soname", "family", "role", "implementation", "version", "path"):
             table.add_column(column, overflow="fold")
         for lib in facts.mpi:
-            table.add_row(lib.soname, lib.family, lib.role, lib.implementation or "?",
-                          lib.version or "?", escape(lib.real_path or lib.path))
+            table.add_row(
+                lib.soname,
+                lib.family,
+                lib.role,
+                lib.implementation or "?",
+                lib.version or "?",
+                escape(lib.real_path or lib.path),
+            )
         console.print(table)
     else:
         console.print("MPI libraries: none found")
@@ -131,8 +137,10 @@ def _show_app(console: Any, app: Any, indent: str = "") -> None:
     from rich.markup import escape
 
     title = " ".join(app.command) or app.path
-    console.print(f"{indent}[bold]application[/bold] {escape(title)}: {app.kind}"
-                  + (f" at {escape(app.path)}" if app.path and app.command else ""))
+    console.print(
+        f"{indent}[bold]application[/bold] {escape(title)}: {app.kind}"
+        + (f" at {escape(app.path)}" if app.path and app.command else "")
+    )
     details = []
     if app.mpi_needed:
         details.append(f"needs {', '.join(app.mpi_needed)}")
@@ -145,7 +153,9 @@ def _show_app(console: Any, app: Any, indent: str = "") -> None:
     if details:
         console.print(f"{indent}  " + escape("; ".join(details)))
     for ext in app.extensions:
-        console.print(f"{indent}  extension {escape(ext.path)}: "
-                      f"{escape(', '.join(ext.mpi_needed) or '-')} ({ext.mpi_family or '?'})")
+        console.print(
+            f"{indent}  extension {escape(ext.path)}: "
+            f"{escape(', '.join(ext.mpi_needed) or '-')} ({ext.mpi_family or '?'})"
+        )
     for warning in app.warnings:
         console.print(f"{indent}  [yellow]warning:[/yellow] {escape(warning)}")

@@ -202,7 +202,15 @@ def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Pla
 
     profile = load_profile(opts.site, environ)
     mpi_family = profile.mpi.family if profile.mpi is not None else ""
-    line = split_command_line(rest, image=opts.image, environ=environ, mpi_family=mpi_family)
+    try:
+        line = split_command_line(rest, image=opts.image, environ=environ,
+                                  mpi_family=mpi_family)
+    except UsageError as error:
+        misplaced = [w for w in rest if w.partition("=")[0] in _VALUE + _FLAGS]
+        if misplaced and "unknown" in error.message:
+            raise UsageError(error.message, f"{misplaced[0].partition('=')[0]} is an hpcrun "
+                             "option: hpcrun's options go before the launcher") from None
+        raise
     runtime: RuntimeInfo = detect_runtime(opts.runtime, profile.runtime.kind,
                                           profile.runtime.path, environ,
                                           probe=opts.launching)
@@ -249,8 +257,13 @@ def run(args: List[str]) -> int:
         from hpcrun.render.dryrun import render_dry_run
 
         out = render_dry_run(plan)
-        sys.stdout.buffer.write(os.fsencode(out))
-        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:  # bytes: arguments that were not valid UTF-8 come back as-is
+            sys.stdout.flush()
+            buffer.write(os.fsencode(out))
+            buffer.flush()
+        else:
+            sys.stdout.write(out)
         return 0
     from hpcrun.launch.execute import check_plan, execute, print_warnings
 

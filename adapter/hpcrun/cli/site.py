@@ -125,13 +125,39 @@ def _finding_line(severity: str, key: str, message: str, hint: str) -> str:
     return f"{line} ({hint})" if hint else line
 
 
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def findings_table(findings: List[Any], title: str) -> Any:
+    """A rich table of findings (severity, key, message, hint) for people at a terminal."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), title_justify="left", show_lines=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("key", style="cyan", overflow="fold")
+    table.add_column("message", overflow="fold", ratio=3)
+    table.add_column("hint", overflow="fold", ratio=2)
+    for finding in findings:
+        style = SEVERITY_STYLE.get(finding.severity, "")
+        table.add_row(f"[{style}]{finding.severity.upper()}[/{style}]" if style
+                      else finding.severity.upper(),
+                      escape(finding.source or "profile"), escape(finding.message),
+                      escape(finding.hint))
+    return table
+
+
 @site_app.command("validate")
 def validate_command(
     site: str = typer.Argument(..., help="Site name or path of a .toml profile."),
-    deep: bool = typer.Option(False, "--deep", help="Also open every library file and check "
-                              "it is an ELF shared object of this host's architecture."),
+    deep: bool = typer.Option(False, "--deep", help="Also open the library files: ELF of this "
+                              "host's architecture, every DT_NEEDED found, the MPI family and "
+                              "version as claimed, run-time providers present and visible."),
+    plain: bool = typer.Option(False, "--plain", help="One line per finding even at a "
+                               "terminal (the format when the output is not a terminal)."),
 ) -> int:
-    """Check a profile on this host: one line per finding; exit 0 without errors, else 1."""
+    """Check a profile on this host: one line per finding (a table with --deep at a
+    terminal); exit 0 without errors, else 1."""
     from hpcrun.profiles.load import ProfileError, load_profile
     from hpcrun.profiles.lookup import find_profile
     from hpcrun.profiles.validate import deep_checks, validate_profile
@@ -147,12 +173,21 @@ def validate_command(
     findings = validate_profile(profile)
     if deep:
         findings += deep_checks(profile)
+    errors = sum(1 for f in findings if f.severity == "error")
+    warnings = sum(1 for f in findings if f.severity == "warning")
+    summary = f"{path}: {errors} error(s), {warnings} warning(s)"
+    if deep and not plain and sys.stdout.isatty():
+        from rich.markup import escape
+
+        console = _console()
+        if findings:
+            console.print(findings_table(findings, f"hpcrun site validate --deep {site}"))
+        console.print(escape(summary))
+        return 1 if errors else 0
     for finding in findings:
         sys.stdout.write(_finding_line(finding.severity, finding.source, finding.message,
                                        finding.hint) + "\n")
-    errors = sum(1 for f in findings if f.severity == "error")
-    warnings = sum(1 for f in findings if f.severity == "warning")
-    sys.stdout.write(f"{path}: {errors} error(s), {warnings} warning(s)\n")
+    sys.stdout.write(summary + "\n")
     return 1 if errors else 0
 
 

@@ -11,6 +11,12 @@ squashfs streams.  This reader reaches everything through the program headers (a
 start of the file) with a handful of ``seek`` + small ``read`` calls, and works for both
 classes and byte orders.  The tests cross-check it against pyelftools on every library of
 the host and the MPI wheels.
+
+Measured (``benchmarks/bench_elf.py``, 502 libraries of Debian 12's x86_64 multiarch dir,
+2 shared cores): the same facts take 0.14 ms per library here against 3.2 ms with
+pyelftools 0.33 (idle machine; 0.6 vs 7.4 ms under load), ``.dynsym`` names 0.6 ms against
+16 ms, and the import costs about 10 ms against 50 ms.  ``read_elf`` of Debian's 41 MB
+libmpich.so.12 reads 17 kB of it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import List, Mapping, Optional, Sequence, Tuple, Union
+from typing import FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 from hpcrun.elf.mpi import MPI_ABI, MPICH, OMPI_SYMBOLS, OPENMPI, mpi_name, symbols_family
 from hpcrun.elf.reader import dynamic_symbols_split, find_strings, read_elf, static_symbols
@@ -189,13 +189,28 @@ def _elf_app(tree: Tree, cmd: Tuple[str, ...], path: str) -> AppFacts:
         kind="elf",
         needed=info.needed,
         mpi_needed=mpi_needed,
-        mpi_symbols=tuple(sorted(s for s in strong if _MPI_SYMBOL.match(s))),
+        mpi_symbols=_expected_mpi_symbols(strong, defined, bool(mpi_needed)),
         mpi_family=family,
         static_mpi=static_mpi,
         interpreter=info.interpreter,
         version_needs=needs,
         warnings=tuple(warnings),
     )
+
+
+def _expected_mpi_symbols(
+    strong: FrozenSet[str], defined: FrozenSet[str], dynamic_mpi: bool
+) -> Tuple[str, ...]:
+    """MPI symbols the program needs from its MPI library.
+
+    The strong undefined ones, plus Open MPI's handle objects (``ompi_*``) that a
+    position-dependent or PIE executable defines through copy relocations: the loader
+    still copies them from the library, which must define them.
+    """
+    names = {s for s in strong if _MPI_SYMBOL.match(s)}
+    if dynamic_mpi:
+        names.update(s for s in defined if s.startswith("ompi_"))
+    return tuple(sorted(names))
 
 
 def _python_version(tree: Tree, interpreter: str) -> str:

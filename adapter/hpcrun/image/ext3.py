@@ -13,7 +13,7 @@ import functools
 import os
 import stat
 import struct
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from hpcrun.errors import ImageError
 from hpcrun.image.fs import DIR, FILE, OTHER, SYMLINK, Node
@@ -73,6 +73,16 @@ def _guard(method: Callable[..., _T]) -> Callable[..., _T]:
     return wrapper
 
 
+def _run_in(pointers: Sequence[int], index: int) -> Tuple[int, int]:
+    """(first block, length) of the run of consecutive blocks (or of holes) at ``index``."""
+    first = pointers[index]
+    n = 1
+    step = 1 if first else 0
+    while index + n < len(pointers) and pointers[index + n] == first + n * step:
+        n += 1
+    return first, n
+
+
 class _Inode:
     __slots__ = ("blocks_lo", "file_acl", "flags", "i_block", "mode", "mtime", "number", "size")
 
@@ -112,7 +122,7 @@ class Ext3Backend:
         self._inodes: Dict[int, _Inode] = {}
         self._dirs: Dict[int, Dict[str, int]] = {}
         self._extents: Dict[int, List[Tuple[int, int, int, bool]]] = {}
-        self._indirect: Dict[int, bytes] = {}
+        self._indirect: Dict[int, Tuple[int, ...]] = {}
         self._superblock()
 
     # --- low level -----------------------------------------------------------------------
@@ -151,15 +161,16 @@ class Ext3Backend:
             )
         return self._pread(number * self.block_size, self.block_size)
 
-    def _map_block(self, number: int) -> bytes:
-        """An indirect block, cached: sequential reads consult the same one many times."""
-        data = self._indirect.get(number)
-        if data is None:
-            data = self._block(number)
+    def _map_block(self, number: int) -> Tuple[int, ...]:
+        """An indirect block's pointers, cached: sequential reads use the same one often."""
+        table = self._indirect.get(number)
+        if table is None:
+            raw = self._block(number)
+            table = struct.unpack(f"<{len(raw) // 4}I", raw)
             if len(self._indirect) > 64:
                 self._indirect.clear()
-            self._indirect[number] = data
-        return data
+            self._indirect[number] = table
+        return table
 
     @_guard
     def _superblock(self) -> None:
@@ -310,18 +321,21 @@ class Ext3Backend:
         per = self.block_size // 4
         ptrs = struct.unpack_from("<15I", inode.i_block)
         if lblock < 12:
-            return ptrs[lblock], 1
+            return _run_in(ptrs[:12], lblock)
         lblock -= 12
         for level, slot in ((1, 12), (2, 13), (3, 14)):
             span = per**level
             if lblock < span:
                 block = ptrs[slot]
                 for depth in range(level - 1, -1, -1):
-                    if block == 0:
-                        return 0, 1
+                    if block == 0:  # a hole: the whole subtree below is unallocated
+                        sub = per ** (depth + 1)
+                        return 0, sub - lblock % sub
+                    table = self._map_block(block)
                     index = (lblock // per**depth) % per
-                    block = struct.unpack_from("<I", self._map_block(block), 4 * index)[0]
-                return block, 1
+                    if depth == 0:
+                        return _run_in(table, index)
+                    block = table[index]
             lblock -= span
         raise ImageError(f"{self.name}: corrupt ext2/3 block map (file too large)")
 

@@ -5,6 +5,11 @@ a bare squashfs, the ext2/3/4 magic 0xEF53 at byte 1080, a directory for a sandb
 returns an :class:`OpenedImage`: the tree, an identity for the facts cache, the image's
 environment and labels read statically, and its architecture when the image records one.
 
+Caching facts: :func:`image_identity` gives the same ``identity`` as ``open_image`` without
+opening the file system (a cheap cache key).  A sandbox's identity covers only its top
+directory: store :meth:`OpenedImage.dependencies` with the facts and check them with
+:func:`dependencies_unchanged` on a hit.
+
 Registry URIs (``docker://``, ``oras://``, ``library://``, ``shub://``) are looked up in the
 runtime's local cache (:func:`find_cached_sif`); when no cached SIF can be found,
 :class:`UncheckedImage` is raised: the caller warns that the image checks are skipped and
@@ -268,10 +273,15 @@ def _locate(image: str, environ: Optional[Mapping[str, str]]) -> Tuple[str, os.s
     if is_uri(image):
         cached = find_cached_sif(image, environ)
         if cached is None:
+            registry = image.startswith(("docker://", "oras://", "library://", "shub://"))
+            why = (
+                "no local copy in the Apptainer/Singularity cache"
+                if registry
+                else "hpcrun does not read this kind of image source"
+            )
             raise UncheckedImage(
-                f"{image}: no local copy in the Apptainer/Singularity cache; the image checks "
-                "are skipped",
-                hint=f"pull it first (apptainer pull image.sif {image}) and run image.sif",
+                f"{image}: {why}; the image checks are skipped",
+                hint=f"build a SIF first (apptainer pull/build image.sif {image}) and run it",
             )
         image = cached
     try:
@@ -292,6 +302,11 @@ def _detect(path: str, st: os.stat_result) -> str:
     if stat.S_ISDIR(st.st_mode):
         _check_rootfs(path)
         return "sandbox"
+    if not stat.S_ISREG(st.st_mode):  # a fifo would block open(), a device is no image
+        raise ImageError(
+            f"{path}: not a regular file or directory",
+            hint="give a .sif file, a squashfs/ext3 image or a sandbox directory",
+        )
     try:
         with open(path, "rb") as f:
             head = os.pread(f.fileno(), 2048, 0)
@@ -535,7 +550,12 @@ def _metadata(
     if image is not None:
         for d in image.of_type(sifmod.DATA_ENVVAR):
             if d.size <= MAX_METADATA:
-                parse_env_script(image.read_object(d).decode("utf-8", "replace"), env)
+                text = image.read_object(d).decode("utf-8", "replace")
+                if text.lstrip().startswith("{"):  # a JSON object of variables
+                    env.update(_labels_from_json(text.encode(), f"{image.path} object {d.id}",
+                                                 warnings))
+                else:
+                    parse_env_script(text, env)
         for d in image.of_type(sifmod.DATA_LABELS):
             if d.size <= MAX_METADATA:
                 labels.update(

@@ -87,7 +87,9 @@ class SandboxBackend:
         """Bytes of a regular file, read with pread from an O_NOFOLLOW descriptor."""
         if size < 0:
             size = max(0, node.size - offset)
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        # O_NOFOLLOW: never the host's link target; O_NONBLOCK: a fifo must not hang us.
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        flags |= getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(str(node.ref), flags)
         except OSError as exc:

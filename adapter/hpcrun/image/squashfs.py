@@ -59,6 +59,8 @@ _U64 = struct.Struct("<Q")
 
 _META_CACHE = 256  # decompressed metadata blocks kept (at most 2 MiB)
 _DATA_CACHE = 8  # decompressed data/fragment blocks kept
+_CHUNK_CACHE = 256  # decoded parts of directory listings kept (name -> inode reference)
+_INODE_CACHE = 4096  # parsed inodes kept
 
 _KIND = {1: DIR, 2: FILE, 3: SYMLINK, 4: OTHER, 5: OTHER, 6: OTHER, 7: OTHER}
 _IFMT = {
@@ -85,7 +87,7 @@ _UNSUPPORTED_HINT = (
 class _Dir:
     """A directory inode: where its listing is, and its directory index (extended only)."""
 
-    __slots__ = ("block", "icount", "index_at", "ino", "offset", "parent", "ref", "size")
+    __slots__ = ("block", "icount", "index", "index_at", "ino", "offset", "parent", "ref", "size")
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class _Dir:
         self.size = size  # listing size + 3 (the kernel's invented "." and "..")
         self.icount = icount
         self.index_at = index_at  # (metadata block position, offset) of the index
+        self.index: Optional[List[Tuple[bytes, int, int]]] = None
 
 
 class _File:
@@ -189,6 +192,8 @@ class SquashfsBackend:
         self._frag_index: Dict[int, int] = {}
         self._codec: Optional[Callable[[bytes, int], bytes]] = None
         self._root: Optional[Node] = None
+        self._chunks: Dict[Tuple[int, int], Dict[bytes, int]] = {}
+        self._inodes: Dict[int, Node] = {}
         try:
             self._fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
@@ -395,6 +400,15 @@ class SquashfsBackend:
     # -- inodes -------------------------------------------------------------------------
 
     def _inode(self, ref: int) -> Node:
+        node = self._inodes.get(ref)
+        if node is None:
+            node = self._parse_inode(ref)
+            if len(self._inodes) >= _INODE_CACHE:
+                del self._inodes[next(iter(self._inodes))]
+            self._inodes[ref] = node
+        return node
+
+    def _parse_inode(self, ref: int) -> Node:
         block, off = ref >> 16, ref & 0xFFFF
         end = self.dir_table
         if off >= METADATA_SIZE or self.inode_table + block >= end:
@@ -448,31 +462,32 @@ class SquashfsBackend:
 
     # -- directories ----------------------------------------------------------------------
 
-    def _entries(self, d: _Dir, want: Optional[bytes] = None) -> Iterator[Tuple[bytes, int, int]]:
+    def _listing_start(self, d: _Dir) -> Tuple[int, int, int]:
+        """(metadata block, offset, bytes done) where a directory's listing starts."""
+        if d.size < 3:
+            raise self._corrupt(f"directory inode {d.ref:#x} has an invalid size {d.size}")
+        if d.offset >= METADATA_SIZE:
+            raise self._corrupt(f"directory inode {d.ref:#x} has listing offset {d.offset}")
+        return self.dir_table + d.block, d.offset, 0
+
+    def _entries(
+        self, d: _Dir, start: Optional[Tuple[int, int, int]] = None, until: int = -1
+    ) -> Iterator[Tuple[bytes, int, int]]:
         """(name, inode reference, inode number) of a directory's entries, in stored order.
 
-        With ``want`` the scan starts at the directory index entry before that name and
-        stops once the (sorted) names pass it.
+        ``start`` (from the directory index) and ``until`` (a listing offset at a header
+        boundary) restrict the scan to a part of the listing.
         """
         total = d.size - 3
-        if total < 0:
-            raise self._corrupt(f"directory inode {d.ref:#x} has an invalid size {d.size}")
-        if total == 0:
-            return
+        pos, off, done = self._listing_start(d) if start is None else start
+        stop = total if until < 0 else min(until, total)
         end = self.dir_end
-        pos = self.dir_table + d.block
-        off = d.offset
-        if off >= METADATA_SIZE:
-            raise self._corrupt(f"directory inode {d.ref:#x} has listing offset {off}")
-        done = 0
-        if want is not None and d.icount:
-            pos, off, done = self._index_seek(d, want, pos, off, total)
         meta = self._meta
         mblock = self._mblock
         header_from = _DIR_HEADER.unpack_from
         entry_from = _DIR_ENTRY.unpack_from
         data, _nxt = mblock(pos, end)
-        while done < total:
+        while done < stop:
             # Fast path: the record lies inside the current block; else stitch blocks.
             if off + 12 <= len(data):
                 count, iblock, base = header_from(data, off)
@@ -507,31 +522,46 @@ class SquashfsBackend:
                 else:
                     name, pos, off = meta(pos, off, nsize, end)
                     data, _nxt = mblock(pos, end)
-                if want is not None and name > want:
-                    return
                 yield name, (iblock << 16) | ioff, base + delta
 
-    def _index_seek(
-        self, d: _Dir, want: bytes, pos: int, off: int, total: int
-    ) -> Tuple[int, int, int]:
-        """Where to start scanning for ``want``: the last index entry not after it."""
-        ipos, ioff = d.index_at
+    def _dir_index(self, d: _Dir) -> List[Tuple[bytes, int, int]]:
+        """The directory index of an extended directory: (first name, listing offset, block)."""
+        if d.index is None:
+            found = []
+            ipos, ioff = d.index_at
+            for _ in range(d.icount):
+                raw, ipos, ioff = self._meta(ipos, ioff, 12, self.dir_table)
+                index, start, nsize = _DIR_INDEX.unpack(raw)
+                if nsize >= MAX_NAME:
+                    raise self._corrupt(f"directory inode {d.ref:#x} has a corrupt index")
+                name, ipos, ioff = self._meta(ipos, ioff, nsize + 1, self.dir_table)
+                found.append((name, index, start))
+            d.index = found
+        return d.index
+
+    def _chunk(self, d: _Dir, want: bytes) -> Tuple[Tuple[int, int, int], int]:
+        """The part of a listing that holds ``want`` if anything does: (start, until).
+
+        Index entries mark listing headers at metadata block starts, named by their first
+        entry; names are sorted, so ``want`` lies between the last index name not after it
+        and the next one.
+        """
+        start = self._listing_start(d)
+        if not d.icount:
+            return start, -1
         best: Optional[Tuple[int, int]] = None
-        for _ in range(d.icount):
-            raw, ipos, ioff = self._meta(ipos, ioff, 12, self.dir_table)
-            index, start, nsize = _DIR_INDEX.unpack(raw)
-            if nsize >= MAX_NAME:
-                raise self._corrupt(f"directory inode {d.ref:#x} has a corrupt index")
-            name, ipos, ioff = self._meta(ipos, ioff, nsize + 1, self.dir_table)
+        until = -1
+        for name, index, block in self._dir_index(d):
             if name > want:
+                until = index
                 break
-            best = (index, start)
+            best = (index, block)
         if best is None:
-            return pos, off, 0
-        index, start = best
-        if index >= total or self.dir_table + start >= self.dir_end:
+            return start, until
+        index, block = best
+        if index >= d.size - 3 or self.dir_table + block >= self.dir_end:
             raise self._corrupt(f"directory inode {d.ref:#x} has an index entry out of range")
-        return self.dir_table + start, (off + index) % METADATA_SIZE, index
+        return (self.dir_table + block, (d.offset + index) % METADATA_SIZE, index), until
 
     def _dir(self, node: Node) -> _Dir:
         if not isinstance(node.ref, _Dir):
@@ -568,10 +598,20 @@ class SquashfsBackend:
         """The entry ``name`` of ``directory`` (None when absent)."""
         d = self._dir(directory)
         want = os.fsencode(name)
-        for entry, ref, _ino in self._entries(d, want):
-            if entry == want:
-                return self._checked_child(d, ref)
-        return None
+        start, until = self._chunk(d, want)
+        # A part of a listing is decoded once into a dict: resolving many paths in one
+        # large directory (/usr/lib/x86_64-linux-gnu) then costs a dict lookup each.
+        key = (d.ref, start[2])
+        table = self._chunks.get(key)
+        if table is None:
+            table = {}
+            for entry, ref, _ino in self._entries(d, start, until):
+                table.setdefault(entry, ref)
+            if len(self._chunks) >= _CHUNK_CACHE:
+                del self._chunks[next(iter(self._chunks))]
+            self._chunks[key] = table
+        found = table.get(want)
+        return None if found is None else self._checked_child(d, found)
 
     @_guard
     def listdir(self, directory: Node) -> List[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import IO, Callable, Dict, Mapping, Optional, Sequence
 
 from hpcrun.errors import ConfigError, EnvironmentNotFoundError, IncompatibleError
 from hpcrun.plan.model import INCOMPATIBLE, Invocation, Plan
@@ -47,7 +47,7 @@ def check_plan(plan: Plan, force: bool = False) -> None:
                           + "see `hpcrun --explain ...`; --force launches anyway")
 
 
-def print_warnings(plan: Plan, stream=None) -> None:
+def print_warnings(plan: Plan, stream: Optional[IO[str]] = None) -> None:
     """One line per warning on stderr, so the job log says what was odd."""
     out = stream or sys.stderr
     for diag in plan.warnings:

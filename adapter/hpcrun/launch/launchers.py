@@ -320,8 +320,9 @@ def _parse_srun(words: Sequence[str], i: int, strict: bool) -> Tuple[LauncherOpt
     return LauncherOption(tuple(keys), (word,)), i + 1
 
 
-def _parse_table(words: Sequence[str], i: int, strict: bool, tables: Sequence[Dict[str, OptionSpec]],
-                 launcher: str, fold_case: bool) -> Tuple[LauncherOption, int]:
+def _parse_table(words: Sequence[str], i: int, strict: bool,
+                 tables: Sequence[Dict[str, OptionSpec]], launcher: str, fold_case: bool
+                 ) -> Tuple[LauncherOption, int]:
     """Hydra / Open MPI style: any leading dashes, ``name=value`` split, N values."""
     word = words[i]
     body = word.lstrip("-")
@@ -354,7 +355,7 @@ def parse_options(family: str, words: Sequence[str], strict: bool = True
 
     Returns the options and the index of the first word that is not an option (the image),
     ``len(words)`` when there is none.  A ``--`` ends the options and stays in the launcher's
-    argv.  ``strict`` raises :class:`UsageError` on unknown options; otherwise they count as
+    argv (Hydra rejects it: UsageError).  ``strict`` raises :class:`UsageError` on unknown options; otherwise they count as
     flags (used for profile defaults and for ``--image`` splits).
     """
     options: List[LauncherOption] = []
@@ -364,6 +365,9 @@ def parse_options(family: str, words: Sequence[str], strict: bool = True
     while i < len(words):
         word = words[i]
         if word == "--":
+            if family == HYDRA:
+                raise UsageError("mpiexec.hydra does not accept '--' (it reports \"unrecognized "
+                                 "argument\")", "remove the '--' before the image")
             options.append(LauncherOption(("--",), (word,)))
             return tuple(options), i + 1
         if word == ":":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from typing import Callable, Mapping, Optional, Tuple
 
 from hpcrun.errors import UsageError
@@ -38,6 +37,8 @@ VersionReader = Callable[[str], str]
 
 def read_version(binary: str) -> str:
     """Run ``BINARY --version`` once and return its first output line ("" on any failure)."""
+    import subprocess  # only here: importing it costs a launch that never probes
+
     env = dict(os.environ)
     if "USER" not in env:  # ch-run refuses to run, even --version, without $USER
         try:

@@ -61,6 +61,16 @@ def _binary_name(kind: str) -> str:
     return {"charliecloud": "ch-run"}.get(kind, kind)
 
 
+def _runtime_binary(profile: Profile, host: HostFacts, kind: str) -> str:
+    """The profile's explicit runtime path, else the program name (found on PATH by the
+    launcher and on every node), never this node's absolute path."""
+    if profile.runtime.path and host.runtime.binary == profile.runtime.path:
+        return profile.runtime.path
+    if host.runtime.binary:
+        return posixpath.basename(host.runtime.binary)
+    return _binary_name(kind)
+
+
 def gpu_active(contributions: Sequence[Contribution]) -> bool:
     """Whether a GPU runtime flag (--nv, --nvccli, --rocm) is active in the contributions."""
     return any(flag.flag in GPU_FLAGS for c in contributions for flag in c.flags)
@@ -362,7 +372,7 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
     plan = Plan(
         site=profile.name,
         runtime=kind,
-        runtime_binary=host.runtime.binary or _binary_name(kind),
+        runtime_binary=_runtime_binary(profile, host, kind),
         launcher=launcher,
         runtime_args=runtime_args,
         image=request.image,

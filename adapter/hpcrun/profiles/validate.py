@@ -12,13 +12,19 @@ from __future__ import annotations
 import glob
 import os
 import platform
+import posixpath
 import re
 import struct
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from hpcrun.plan.model import ERROR, INFO, WARNING, Diagnostic
 from hpcrun.profiles.model import Profile
+
+if TYPE_CHECKING:
+    from hpcrun.elf.model import ElfInfo
+    from hpcrun.image.facts import MpiLibrary
+    from hpcrun.resolve.closure import Closure
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -176,6 +182,10 @@ def _check_binds(profile: Profile, root: Path) -> List[Diagnostic]:
             problems = [_diag(INFO, "optional-missing", f"{key}.source",
                               f"optional bind {bind.source} is absent on this host: skipped")]
         out += problems
+        if GLOB_CHARS.search(bind.source):
+            out.append(_diag(WARNING, "glob-in-bind", f"{key}.source",
+                             f"{bind.source} contains glob characters, which binds take "
+                             "literally", "globs are expanded in [[libraries]] paths only"))
         destination = bind.destination or bind.source
         if bind.destination:
             out += _check_container_path(f"{key}.destination", bind.destination,
@@ -233,8 +243,14 @@ def _check_env(profile: Profile) -> List[Diagnostic]:
 def _check_misc(profile: Profile, root: Path) -> List[Diagnostic]:
     out: List[Diagnostic] = []
     for index, lib in enumerate(profile.libraries):
-        out += _check_host_file(root, f"libraries[{index}].path", lib.path, "library",
-                                allow_glob=True)
+        key = f"libraries[{index}].path"
+        found = _check_host_file(root, key, lib.path, "library", allow_glob=True)
+        if not found and not GLOB_CHARS.search(lib.path) and host_path(root, lib.path).is_dir():
+            found = [_diag(WARNING, "library-is-directory", key,
+                           f"{lib.path} is a directory, not a library file",
+                           f"name its files with a glob such as {lib.path.rstrip('/')}/*.so, "
+                           "or bind the directory under [[binds]]")]
+        out += found
     for index, path in enumerate(profile.gpu.libraries):
         out += _check_host_file(root, f"gpu.libraries[{index}]", path, "GPU library")
     if profile.gpu.vendor == "none" and profile.gpu.libraries:
@@ -358,7 +374,8 @@ def _library_files(profile: Profile, root: Path) -> List[Tuple[str, str]]:
     return files
 
 
-def deep_checks(profile: Profile, root: Path = Path("/"), machine: str = "") -> List[Diagnostic]:
+def library_file_checks(profile: Profile, root: Path = Path("/"),
+                        machine: str = "") -> List[Diagnostic]:
     """Open every library file the profile names (MPI libraries, the sonames found in the
     MPI directories, run-time opened libraries with globs expanded, GPU libraries,
     preloads) and check that each is an ELF shared object of the host architecture.
@@ -387,4 +404,433 @@ def deep_checks(profile: Profile, root: Path = Path("/"), machine: str = "") -> 
                              f"{machine or platform.machine()} shared objects"))
         elif kind == "unreadable":
             out.append(_diag(ERROR, "unreadable", key, f"cannot read {path}: {detail}"))
+    return out
+
+
+def deep_checks(profile: Profile, root: Path = Path("/"), machine: str = "") -> List[Diagnostic]:
+    """Every finding that needs the library files' contents, on the host at ``root``.
+
+    1. each library file is an ELF shared object of the host's architecture
+       (:func:`library_file_checks`);
+    2. the closure is complete: from the MPI libraries, ``[[libraries]]`` (globs expanded)
+       and ``container.preload``, ``DT_NEEDED`` is followed as the host's ld.so would
+       (:func:`hpcrun.resolve.closure.host_closure`); a name found nowhere is an error
+       naming the library that needs it (``profile.needed-missing``);
+    3. the MPI libraries are the family, version and implementation the ``[mpi]`` table
+       claims, and provide its ``sonames``/``fortran``/``cxx``;
+    4. run-time opened providers exist and are visible: verbs providers named by the
+       bound ``/etc/libibverbs.d/*.driver`` files, the ``libfabric/`` provider directory
+       beside libfabric and the ``ucx/`` module directory beside libucs.
+
+    Missing files are left to :func:`validate_profile`.  Nothing raises for bad files.
+    """
+    out = library_file_checks(profile, root, machine)
+    files = [(key, posixpath.normpath("/" + path.lstrip("/")))
+             for key, path in _library_files(profile, root) if not key.startswith("gpu.")]
+    roots = [(key, path) for key, path in files if host_path(root, path).is_file()]
+    closure = _closure(profile, root, [path for _key, path in roots])
+    keys = _root_keys(closure, roots)
+    out += _missing_needed(closure, keys)
+    out += _mpi_identity(profile, root, [(k, p) for k, p in roots if k.startswith("mpi.")],
+                         closure)
+    visible = _Visibility.of(profile, root, roots)
+    out += _verbs_providers(profile, root, closure, visible)
+    out += _module_dirs(root, closure, keys, visible)
+    return out
+
+
+# --- deep: the closure ---------------------------------------------------------------------
+
+
+def _closure(profile: Profile, root: Path, paths: Sequence[str]) -> Closure:
+    from hpcrun.resolve.closure import host_closure
+
+    library_path: Tuple[str, ...] = ()
+    if profile.mpi is not None and profile.mpi.family != "none":
+        library_path = tuple(profile.mpi.library_dirs)
+    return host_closure(list(dict.fromkeys(paths)), root=root, library_path=library_path)
+
+
+def _root_keys(closure: Closure, roots: Sequence[Tuple[str, str]]) -> Dict[str, str]:
+    """The profile key of each closure root, by the first name of its chain."""
+    from hpcrun.resolve.closure import ROOT
+
+    by_path: Dict[str, str] = {}
+    for key, path in roots:
+        by_path.setdefault(path, key)
+    out: Dict[str, str] = {}
+    for lib in closure.libraries:
+        if lib.found_via == ROOT and lib.needed_by and lib.path in by_path:
+            out.setdefault(lib.needed_by[0], by_path[lib.path])
+    return out
+
+
+def _chain_key(keys: Dict[str, str], chain: str) -> str:
+    return keys.get(chain.split(" -> ")[0], "libraries")
+
+
+def _missing_needed(closure: Closure, keys: Dict[str, str]) -> List[Diagnostic]:
+    """One error per (library, DT_NEEDED name) the host's loader would not find."""
+    by_chain = {lib.chain: lib for lib in closure.libraries}
+    out: List[Diagnostic] = []
+    seen = set()
+    for name, chain in closure.missing:
+        owner = by_chain.get(chain)
+        owner_path = owner.path if owner is not None else chain
+        if (owner_path, name) in seen:
+            continue
+        seen.add((owner_path, name))
+        through = f" (loaded through {chain})" if " -> " in chain else ""
+        out.append(_diag(
+            ERROR, "needed-missing", _chain_key(keys, chain),
+            f"{owner_path} needs {name}, which the host's loader does not find{through}",
+            f"install the package that provides {name}, or add the directory holding it to "
+            "mpi.library_dirs"))
+    return out
+
+
+# --- deep: what the MPI library is ---------------------------------------------------------
+
+FAMILY_TEXT = {"mpich": "the MPICH ABI", "openmpi": "Open MPI", "mpi-abi": "the MPI-5 standard ABI"}
+
+
+def _elf_info(closure: Closure, root: Path, path: str, real: str) -> Optional[ElfInfo]:
+    lib = closure.find(path) or closure.find(real)
+    if lib is not None:
+        return lib.info
+    from hpcrun.elf.reader import read_elf_file
+    from hpcrun.errors import HpcrunError
+
+    try:
+        return read_elf_file(str(host_path(root, real)))
+    except HpcrunError:
+        return None
+
+
+def _classified(root: Path, files: Sequence[Tuple[str, str]], closure: Closure
+                ) -> Tuple[List[MpiLibrary], Dict[str, str]]:
+    """The MPI libraries among ``files`` as :func:`classify_mpi` describes them, and every
+    name (file name, DT_SONAME) they provide -> host path."""
+    from hpcrun.elf.mpi import classify_mpi
+    from hpcrun.errors import HpcrunError
+    from hpcrun.resolve.closure import resolve_host_path
+
+    libraries: List[MpiLibrary] = []
+    provided: Dict[str, str] = {}
+    seen = set()
+    for _key, path in files:
+        real, exists = resolve_host_path(root, path)
+        if not exists:
+            continue
+        info = _elf_info(closure, root, path, real)
+        if info is None or info.is_ld_script:
+            continue
+        provided.setdefault(posixpath.basename(path), path)
+        if info.soname:
+            provided.setdefault(info.soname, path)
+        if real in seen:
+            continue
+        seen.add(real)
+        where = str(host_path(root, real))
+        try:
+            found = classify_mpi(info.soname or posixpath.basename(path), path, info,
+                                 lambda where=where: open(where, "rb"),  # type: ignore[misc]
+                                 real_path=real)
+        except (HpcrunError, OSError):
+            continue
+        if found is not None:
+            libraries.append(found)
+    return libraries, provided
+
+
+def _version_parts(version: str) -> List[str]:
+    version = re.sub(r"^(\d+) Update (\d+)", r"\1.\2", version.strip())
+    return [p for p in re.split(r"[.\s]+", version) if p]
+
+
+def versions_agree(claimed: str, found: str) -> bool:
+    """Whether a profile's MPI version and the one read from the library are the same
+    release, compared on the parts both give (``4.1.4`` agrees with the series ``4.1``
+    that Open MPI's file name tells; ``2021 Update 10`` with ``2021.10``)."""
+    left, right = _version_parts(claimed), _version_parts(found)
+    size = min(len(left), len(right))
+    return size > 0 and left[:size] == right[:size]
+
+
+def _simple(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _family_text(lib: MpiLibrary) -> str:
+    if lib.family == "openmpi" and re.match(r"^libmpi\.so\.12(\.|$)", lib.soname):
+        return ("Open MPI 1.10 (its libmpi.so.12 defines Open MPI's ompi_mpi_* symbols), "
+                "not the MPICH ABI")
+    label = FAMILY_TEXT.get(lib.family, lib.family)
+    if lib.implementation:
+        label += f" ({lib.implementation}{' ' + lib.version if lib.version else ''})"
+    return label
+
+
+def _mpi_identity(profile: Profile, root: Path, files: Sequence[Tuple[str, str]],
+                  closure: Closure) -> List[Diagnostic]:
+    """Family, version, implementation and sonames of the MPI files against ``[mpi]``."""
+    mpi = profile.mpi
+    if mpi is None or mpi.family == "none" or not files:
+        return []
+    libraries, provided = _classified(root, files, closure)
+    out: List[Diagnostic] = []
+    claimed = mpi.family
+    families = [lib for lib in libraries if lib.family in FAMILY_TEXT]
+    if claimed == "mpi-abi":
+        if families and not any(lib.family == "mpi-abi" for lib in families):
+            out.append(_diag(ERROR, "mpi-family-mismatch", "mpi.family",
+                             f"the profile says the MPI-5 standard ABI, but {families[0].path} "
+                             f"is {_family_text(families[0])} and no libmpi_abi.so is named",
+                             "name the libmpi_abi.so.1 library in mpi.libraries, or set "
+                             "family to the library's family"))
+    else:
+        wrong: Dict[str, List[MpiLibrary]] = {}
+        for lib in families:
+            if lib.family != claimed and lib.family != "mpi-abi":
+                wrong.setdefault(lib.family, []).append(lib)
+        for family, libs in wrong.items():
+            more = f" (and {len(libs) - 1} more MPI libraries)" if len(libs) > 1 else ""
+            out.append(_diag(ERROR, "mpi-family-mismatch", "mpi.family",
+                             f"the profile says {FAMILY_TEXT.get(claimed, claimed)}, but "
+                             f"{libs[0].path} is {_family_text(libs[0])}{more}",
+                             f"set family = \"{family}\" in [mpi], or name the "
+                             f"{claimed} libraries"))
+    for lib in libraries:
+        if lib.role not in ("c", "abi"):
+            continue
+        what = f"{lib.implementation or FAMILY_TEXT.get(lib.family, lib.family)}"
+        if not lib.version:
+            said = (f"the profile's version {mpi.version} is not checked" if mpi.version
+                    else "nor does the profile give mpi.version")
+            out.append(_diag(WARNING, "mpi-version-unknown", "mpi.version",
+                             f"the MPI version cannot be read from {lib.path}: {said}",
+                             "check the version by hand (mpichversion, ompi_info) and set "
+                             "mpi.version"))
+        elif not mpi.version:
+            out.append(_diag(INFO, "mpi-version-unset", "mpi.version",
+                             f"the profile gives no mpi.version; {lib.path} is {what} "
+                             f"{lib.version}", f"set version = \"{lib.version}\" in [mpi]"))
+        elif not versions_agree(mpi.version, lib.version):
+            out.append(_diag(ERROR, "mpi-version-mismatch", "mpi.version",
+                             f"the profile says version {mpi.version}, but {lib.path} is "
+                             f"{what} {lib.version}",
+                             f"set version = \"{lib.version}\" in [mpi], or name the "
+                             f"{mpi.version} libraries"))
+        if (mpi.implementation and lib.implementation
+                and _simple(mpi.implementation) != _simple(lib.implementation)):
+            out.append(_diag(WARNING, "mpi-implementation-mismatch", "mpi.implementation",
+                             f"the profile says {mpi.implementation}, but {lib.path} is "
+                             f"{lib.implementation}",
+                             f"set implementation = \"{lib.implementation}\" in [mpi]"))
+    if provided:
+        for group in ("sonames", "fortran", "cxx"):
+            for index, soname in enumerate(getattr(mpi, group)):
+                if not soname or "/" in soname or soname in provided:
+                    continue
+                out.append(_diag(ERROR, "soname-not-provided", f"mpi.{group}[{index}]",
+                                 f"no MPI library file of the profile is or provides {soname} "
+                                 f"(they provide {', '.join(sorted(provided))})",
+                                 "correct the soname, or name the file providing it in "
+                                 "mpi.libraries or its directory in mpi.library_dirs"))
+    return out
+
+
+# --- deep: run-time opened providers ---------------------------------------------------------
+
+VERBS_CONFIG = "/etc/libibverbs.d"
+MODULE_NAME = re.compile(r"\.so(\.\d+)*$")
+# (soname prefix of the library, directory beside it, what it holds, finding code)
+MODULE_DIRS = (
+    ("libfabric.so", "libfabric", "libfabric providers", "libfabric-providers-hidden"),
+    ("libucs.so", "ucx", "UCX modules", "ucx-modules-hidden"),
+)
+
+
+def _under(path: str, directory: str) -> bool:
+    return directory == "/" or path == directory or path.startswith(directory + "/")
+
+
+class _Visibility:
+    """What the profile makes visible in the container: its library roots (by path and by
+    real file) and its bind sources."""
+
+    def __init__(self, paths: Set[str], reals: Set[str],
+                 binds: Sequence[Tuple[str, str, str]]) -> None:
+        self.paths = paths
+        self.reals = reals
+        self.binds = binds  # (key, source, real source)
+
+    @classmethod
+    def of(cls, profile: Profile, root: Path, roots: Sequence[Tuple[str, str]]) -> _Visibility:
+        from hpcrun.resolve.closure import resolve_host_path
+
+        paths = {path for _key, path in roots}
+        reals = {resolve_host_path(root, path)[0] for path in paths}
+        binds = []
+        for index, bind in enumerate(profile.binds):
+            if bind.source.startswith("/"):
+                source = posixpath.normpath(bind.source)
+                binds.append((f"binds[{index}].source", source,
+                              resolve_host_path(root, source)[0]))
+        return cls(paths, reals, binds)
+
+    def bind_of(self, path: str, real: str = "") -> str:
+        """The key of the bind that makes ``path`` visible, or ""."""
+        for key, source, real_source in self.binds:
+            if _under(path, source) or (real and _under(real, real_source)):
+                return key
+        return ""
+
+    def shows(self, path: str, real: str, by_real: bool) -> bool:
+        """Whether the file at ``path`` (``real`` after links) is visible in the container."""
+        if path in self.paths or (by_real and real in self.reals):
+            return True
+        return bool(self.bind_of(path, real))
+
+
+def driver_names(text: str) -> List[str]:
+    """Provider names of a libibverbs ``*.driver`` file (``driver mlx5`` lines)."""
+    names = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0] == "driver":
+            names.append(words[1])
+    return names
+
+
+def _verbs_dirs(profile: Profile, root: Path, closure: Closure) -> List[str]:
+    """Directories libibverbs loads providers from: ``libibverbs/`` beside it (its
+    compiled-in directory on current rdma-core), then the loader's search path."""
+    from hpcrun.resolve import hostlibs
+    from hpcrun.resolve.closure import resolve_host_path
+
+    bases: List[str] = []
+    for lib in closure.libraries:
+        if lib.soname.startswith("libibverbs.so"):
+            bases += [posixpath.dirname(lib.path), posixpath.dirname(lib.real_path)]
+    if profile.mpi is not None:
+        bases += list(profile.mpi.library_dirs)
+    architecture = closure.architecture or platform.machine()
+    bases += list(hostlibs.ld_so_conf_dirs(root))
+    bases += list(hostlibs.default_dirs(root, closure.elf_class or 64, architecture))
+    out: List[str] = []
+    seen = set()
+    for base in bases:
+        for directory in (posixpath.join(base, "libibverbs"), base):
+            real, exists = resolve_host_path(root, directory)
+            if exists and real not in seen and host_path(root, real).is_dir():
+                seen.add(real)
+                out.append(directory)
+    return out
+
+
+def _verbs_providers(profile: Profile, root: Path, closure: Closure,
+                     visible: _Visibility) -> List[Diagnostic]:
+    """Providers named by the bound ``/etc/libibverbs.d/*.driver`` files: present, visible."""
+    from hpcrun.resolve.closure import resolve_host_path
+
+    config = host_path(root, VERBS_CONFIG)
+    drivers = [(visible.bind_of(f"{VERBS_CONFIG}/{p.name}"), f"{VERBS_CONFIG}/{p.name}", p)
+               for p in sorted(config.glob("*.driver"))] if config.is_dir() else []
+    drivers = [item for item in drivers if item[0]]
+    if not drivers:
+        return []
+    dirs = _verbs_dirs(profile, root, closure)
+    out: List[Diagnostic] = []
+    hidden: Dict[str, List[str]] = {}
+    hidden_key: Dict[str, str] = {}
+    for key, driver, where in drivers:
+        try:
+            names = driver_names(where.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("/"):
+                patterns = [f"{name}-rdmav*.so"]
+                shown = f"{name}-rdmav*.so"
+            else:
+                patterns = [posixpath.join(d, f"lib{name}-rdmav*.so") for d in dirs] + [
+                    posixpath.join(d, f"lib{name}.so") for d in dirs]
+                shown = f"lib{name}-rdmav*.so or lib{name}.so"
+            base = str(root).rstrip("/")
+            files = [m[len(base):] for pattern in patterns
+                     for m in sorted(glob.glob(str(host_path(root, pattern))))
+                     if os.path.isfile(m)]
+            if not files:
+                looked = f" in {', '.join(dirs)}" if dirs and not name.startswith("/") else ""
+                out.append(_diag(WARNING, "verbs-provider-missing", key,
+                                 f"{driver} names the verbs provider {name}, but no {shown} "
+                                 f"is on this host{looked}: libibverbs will warn on every rank",
+                                 "install the provider (rdma-core's ibverbs-providers), or "
+                                 "bind a libibverbs.d without this driver file"))
+                continue
+            if any(visible.shows(f, resolve_host_path(root, f)[0], by_real=False)
+                   for f in files):
+                continue
+            directory = posixpath.dirname(files[0])
+            hidden.setdefault(directory, []).append(name)
+            hidden_key.setdefault(directory, key)
+    for directory, names in hidden.items():
+        out.append(_diag(WARNING, "verbs-providers-hidden", hidden_key[directory],
+                         f"{directory} holds the verbs providers {', '.join(names)} named in "
+                         f"{VERBS_CONFIG}, but the profile does not make them visible: "
+                         "libibverbs in the container cannot load them",
+                         f"add [[libraries]] path = \"{directory}/lib*-rdmav*.so\" "
+                         f"(kind = \"provider\"), or bind {directory}"))
+    return out
+
+
+def _module_files(root: Path, directory: str) -> Dict[str, List[str]]:
+    """Loadable files of a module directory: real host path -> the names pointing at it."""
+    from hpcrun.resolve.closure import resolve_host_path
+
+    try:
+        names = sorted(os.listdir(host_path(root, directory)))
+    except OSError:
+        return {}
+    out: Dict[str, List[str]] = {}
+    for name in names:
+        if not MODULE_NAME.search(name):
+            continue
+        real, exists = resolve_host_path(root, posixpath.join(directory, name))
+        if exists and host_path(root, real).is_file():
+            out.setdefault(real, []).append(name)
+    return out
+
+
+def _module_dirs(root: Path, closure: Closure, keys: Dict[str, str],
+                 visible: _Visibility) -> List[Diagnostic]:
+    """libfabric's and UCX's provider directories beside the libraries in the closure."""
+    from hpcrun.resolve.closure import resolve_host_path
+
+    out: List[Diagnostic] = []
+    done = set()
+    for prefix, sub, what, code in MODULE_DIRS:
+        for lib in closure.libraries:
+            if not (lib.soname == prefix or lib.soname.startswith(prefix + ".")):
+                continue
+            for base in (posixpath.dirname(lib.path), posixpath.dirname(lib.real_path)):
+                directory = posixpath.join(base, sub)
+                real_dir, exists = resolve_host_path(root, directory)
+                if not exists or real_dir in done or not host_path(root, real_dir).is_dir():
+                    continue
+                done.add(real_dir)
+                modules = _module_files(root, directory)
+                hidden = sorted(min(names, key=len) for real, names in modules.items()
+                                if not any(visible.shows(posixpath.join(directory, n), real,
+                                                         by_real=True) for n in names))
+                if not hidden:
+                    continue
+                listed = ", ".join(hidden[:6]) + (", ..." if len(hidden) > 6 else "")
+                out.append(_diag(WARNING, code, _chain_key(keys, lib.chain),
+                                 f"{directory} holds {len(hidden)} {what} ({listed}) that "
+                                 f"{lib.soname} ({lib.chain}) opens at run time, but the "
+                                 "profile does not make them visible",
+                                 f"add [[libraries]] path = \"{directory}/*.so*\" (kind = "
+                                 f"\"provider\"), or bind {directory}"))
     return out

@@ -30,7 +30,7 @@ Charliecloud (``ch-run``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hpcrun.plan.model import ERROR, WARNING, Bind, Diagnostic, EnvVar, Invocation, Plan
 
@@ -83,8 +83,12 @@ def escape_container_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")
 
 
-def _fold(entries: Sequence[EnvVar], base: Optional[str], quote=lambda v: v
-          ) -> Optional[str]:
+def _same(value: str) -> str:
+    return value
+
+
+def _fold(entries: Sequence[EnvVar], base: Optional[str],
+          quote: Callable[[str], str] = _same) -> Optional[str]:
     """Apply set/prepend/append/unset in order to ``base`` (None: unset)."""
     current = base
     for entry in entries:
@@ -149,8 +153,8 @@ def _apptainer(plan: Plan, syntax: RuntimeSyntax, environ: Mapping[str, str], fl
                                     "backslashes, $, ` and newlines may not arrive unchanged",
                                     "upgrade to SingularityCE >= 3.10 or Apptainer",
                                     source=name))
-        value = _fold(entries, "$" + name, escape_container_value)
-        env_set.append((syntax.env_prefix + name, value or ""))
+        folded = _fold(entries, "$" + name, escape_container_value)
+        env_set.append((syntax.env_prefix + name, folded or ""))
     argv = [plan.runtime_binary, *plan.runtime_args, plan.image, *plan.command]
     return argv, env_set
 
@@ -221,9 +225,10 @@ def render_invocation(plan: Plan, environ: Mapping[str, str],
         runtime_argv, runtime_env = _apptainer(plan, syntax, environ, flavour, version, diags)
         env_set = runtime_env + env_set
     launcher = list(plan.launcher)
-    if launcher and launcher_family == "openmpi":
+    if launcher and launcher_family == "openmpi" and env_set:
         # Open MPI's mpirun forwards only OMPI_* and -x variables to remote nodes.
-        for name, _ in env_set:
-            launcher += ["-x", name]
+        end = len(launcher) - 1 if launcher[-1] == "--" else len(launcher)
+        forward = [word for name, _ in env_set for word in ("-x", name)]
+        launcher[end:end] = forward
     argv = (*launcher, *plan.wrapper, *runtime_argv)
     return Invocation(tuple(argv), tuple(env_set), tuple(env_unset)), tuple(diags)

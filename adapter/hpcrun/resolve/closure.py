@@ -28,6 +28,7 @@ from __future__ import annotations
 import glob as globmod
 import os
 import posixpath
+import stat
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +104,8 @@ class Closure:
     """The minimal set of host files the roots load, in load order, with findings."""
 
     libraries: Tuple[HostLibrary, ...] = ()
-    glibc_needs: Tuple[Tuple[str, str], ...] = ()  # (glibc-family name, chain) left to the container
+    # (glibc-family name, chain): needs left to the container's own glibc
+    glibc_needs: Tuple[Tuple[str, str], ...] = ()
     diagnostics: Tuple[Diagnostic, ...] = ()
     missing: Tuple[Tuple[str, str], ...] = ()  # (DT_NEEDED name found nowhere, chain needing it)
     elf_class: int = 0
@@ -129,15 +131,20 @@ class _State:
     conf: Optional[Tuple[str, ...]] = None
     infos: Dict[str, Optional[ElfInfo]] = field(default_factory=dict)
     errors: Dict[str, str] = field(default_factory=dict)
+    dirs: Dict[str, Tuple[str, bool]] = field(default_factory=dict)  # resolve_host_path memo
     diagnostics: List[Diagnostic] = field(default_factory=list)
 
 
-def resolve_host_path(root: Path, path: str) -> Tuple[str, bool]:
+def resolve_host_path(root: Path, path: str,
+                      memo: Optional[Dict[str, Tuple[str, bool]]] = None) -> Tuple[str, bool]:
     """Resolve a host path under ``root`` like the kernel: every link followed, root-relative.
 
-    Returns the canonical host path and whether it exists.  Absolute link targets restart
-    at ``root`` (never at the real ``/``); ``..`` stops at the root; loops count as absent.
+    Returns the canonical host path and whether it exists as a regular file or directory.
+    Absolute link targets restart at ``root`` (never at the real ``/``); ``..`` stops at
+    the root; loops count as absent.  ``memo`` caches directories already resolved (the
+    closure resolves hundreds of candidates in a handful of directories).
     """
+    base = str(root).rstrip("/")
     parts = [p for p in path.split("/") if p and p != "."]
     parts.reverse()
     resolved: List[str] = []
@@ -149,20 +156,30 @@ def resolve_host_path(root: Path, path: str) -> Tuple[str, bool]:
                 resolved.pop()
             continue
         candidate = "/" + "/".join([*resolved, name])
-        real = hostlibs.host_path(root, candidate)
-        if real.is_symlink():
+        if memo is not None and parts and candidate in memo:
+            real_dir, ok = memo[candidate]
+            if not ok:
+                return "/" + "/".join([real_dir.strip("/"), *reversed(parts)]), False
+            resolved = [p for p in real_dir.split("/") if p]
+            continue
+        try:
+            mode = os.lstat(base + candidate).st_mode
+        except OSError:
+            return "/" + "/".join([*resolved, name, *reversed(parts)]), False
+        if stat.S_ISLNK(mode):
             hops += 1
             if hops > MAX_SYMLINKS:
                 return candidate, False
-            target = os.readlink(real)
+            target = os.readlink(base + candidate)
             if target.startswith("/"):
                 resolved = []
             parts.extend(reversed([p for p in target.split("/") if p and p != "."]))
             continue
-        if not real.exists():
-            return "/" + "/".join([*resolved, name, *reversed(parts)]), False
         resolved.append(name)
-    return "/" + "/".join(resolved), True
+        if memo is not None and parts and stat.S_ISDIR(mode):
+            memo.setdefault(candidate, ("/" + "/".join(resolved), True))
+    final = "/" + "/".join(resolved)
+    return final, True
 
 
 def _link_chain(root: Path, path: str) -> Tuple[str, ...]:
@@ -174,7 +191,8 @@ def _link_chain(root: Path, path: str) -> Tuple[str, ...]:
         if not where.is_symlink():
             break
         target = os.readlink(where)
-        nxt = target if target.startswith("/") else posixpath.join(posixpath.dirname(current), target)
+        here = posixpath.dirname(current)
+        nxt = target if target.startswith("/") else posixpath.join(here, target)
         current = posixpath.normpath(nxt)
         chain.append(current)
     return tuple(chain)
@@ -222,8 +240,8 @@ def _expand(entry: str, origin: str, state: _State, info: ElfInfo) -> Optional[s
 def _try(state: _State, directory: str, name: str) -> Optional[Tuple[str, str, ElfInfo]]:
     """Open ``directory/name`` as the loader would: (opened path, real path, info) if it fits."""
     candidate = posixpath.join(directory, name)
-    real, exists = resolve_host_path(state.root, candidate)
-    if not exists or not hostlibs.host_path(state.root, real).is_file():
+    real, exists = resolve_host_path(state.root, candidate, state.dirs)
+    if not exists or not os.path.isfile(str(state.root).rstrip("/") + real):
         return None
     info = _read(state, real)
     if info is None or not _fits(state, info):
@@ -403,7 +421,8 @@ def host_closure(roots: Sequence[str], root: Path = Path("/"), reader: Optional[
                             links=_link_chain(root, opened), needed_by=(*owner.needed_by, name),
                             loader=owner.path, found_via=via, search_dir=entry))
     return Closure(libraries=tuple(loaded), glibc_needs=tuple(dict.fromkeys(glibc)),
-                   diagnostics=tuple(state.diagnostics), missing=tuple(missing), elf_class=state.elf_class,
+                   diagnostics=tuple(state.diagnostics), missing=tuple(missing),
+                   elf_class=state.elf_class,
                    architecture=state.architecture)
 
 

@@ -66,7 +66,7 @@ def image_gpu_userspace(image: ImageFacts) -> Tuple[Tuple[str, ...], Tuple[str, 
         elif soname.startswith(ROCM_LIBRARY_STEMS):
             rocm.append(f"{soname} ({path})")
     for name, _value in image.environment:
-        if name == "CUDA_VERSION" or name.startswith("NVIDIA_REQUIRE_CUDA"):
+        if name == "CUDA_VERSION" or name.startswith("NVIDIA_"):
             cuda.append(f"{name} in the image environment")
         elif name in ("ROCM_PATH", "HIP_PATH", "ROCM_VERSION"):
             rocm.append(f"{name} in the image environment")
@@ -86,7 +86,8 @@ def _choose(vendor: str, why: str, host: HostFacts, image: Optional[ImageFacts])
         str, str, Tuple[Diagnostic, ...]]:
     """(chosen vendor or "none", reason, diagnostics)."""
     host_vendor = host.gpu.vendor
-    node = "; ".join(host.gpu.evidence) or "no GPU device nodes"
+    node = "; ".join(host.gpu.evidence) or (
+        "no GPU device nodes" if host_vendor == "none" else f"{host_vendor} GPU")
     cuda: Tuple[str, ...] = ()
     rocm: Tuple[str, ...] = ()
     if image is not None:

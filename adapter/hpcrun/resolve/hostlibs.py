@@ -40,10 +40,12 @@ _RUNTIME = re.compile(
     r"^(libstdc\+\+|libgcc_s|libgfortran|libquadmath|libgomp|libatomic)\.so(\.\d+)*$")
 
 
+_GLIBC = re.compile("|".join(fnmatch.translate(p) for p in _GLIBC_PATTERNS))
+
+
 def is_glibc_family(name: str) -> bool:
     """Whether a library name (soname or path) belongs to glibc, which the container keeps."""
-    base = name.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(base, pattern) for pattern in _GLIBC_PATTERNS)
+    return _GLIBC.match(name.rsplit("/", 1)[-1]) is not None
 
 
 def is_compiler_runtime(name: str) -> bool:

@@ -38,7 +38,7 @@ from hpcrun.plan.model import (
 )
 from hpcrun.profiles.model import Mpi, Profile
 from hpcrun.resolve import families, hostlibs, verdict
-from hpcrun.resolve.closure import CONF, DEFAULT, ROOT, Closure, HostLibrary, host_closure
+from hpcrun.resolve.closure import ROOT, Closure, HostLibrary, host_closure
 
 Reader = Callable[[str], ElfInfo]
 
@@ -339,23 +339,40 @@ def _bindable_dir(root: Path, host_dir: str) -> bool:
     return not any(hostlibs.is_glibc_family(n) for n in names)
 
 
+def _covering(host_path: str, bound_dirs: Dict[str, str]) -> Optional[str]:
+    """The container path of ``host_path`` when a directory bound whole contains it."""
+    for host_dir, cdir in bound_dirs.items():
+        if host_path.startswith(host_dir + "/"):
+            return cdir + host_path[len(host_dir):]
+    return None
+
+
 def _place(closure: Closure, bound: Sequence[HostLibrary], layout: _Layout, root: Path,
            origin: Dict[str, str]) -> None:
-    """Bind each bound closure library under the names the loader will ask for."""
+    """Bind each bound closure library under the names the loader will ask for.
+
+    A directory reached through an ``$ORIGIN/...`` entry is bound whole (it is the
+    package's own, like the MPICH wheel's ``mpich/``: its dlopened UCX modules and libfabric
+    providers come along); files inside it are then not bound again one by one.
+    """
     for lib in closure.libraries:
         layout.dirs[lib.path] = _container_dir(lib, layout)
     for lib in bound:
         cdir = layout.dirs[lib.path]
+        host_dir = posixpath.dirname(lib.path)
+        if cdir == layout.libdir or host_dir in layout.bound_dirs:
+            continue
+        if _covering(lib.path, layout.bound_dirs) is None and _bindable_dir(root, host_dir):
+            layout.bound_dirs[host_dir] = cdir
+            layout.add(host_dir, cdir, f"{lib.chain}: RUNPATH {lib.search_dir} of "
+                       f"{posixpath.basename(lib.loader)} expects this directory")
+    for lib in bound:
+        covered = _covering(lib.path, layout.bound_dirs)
+        if covered is not None:
+            layout.dirs[lib.path] = posixpath.dirname(covered)
+            continue
+        cdir = layout.dirs[lib.path]
         reason = lib.chain + (f" ({origin[lib.path]})" if lib.path in origin else "")
-        if cdir != layout.libdir:
-            host_dir = posixpath.dirname(lib.path)
-            if host_dir in layout.bound_dirs or _bindable_dir(root, host_dir):
-                if host_dir not in layout.bound_dirs:
-                    layout.bound_dirs[host_dir] = cdir
-                    layout.add(host_dir, cdir, f"{reason}: RUNPATH {lib.search_dir} of "
-                               f"{posixpath.basename(lib.loader)} expects this directory",
-                               kind="library")
-                continue
         names = [n for n in (*lib.names, posixpath.basename(lib.path)) if "/" not in n]
         for name in dict.fromkeys(names):
             layout.add(lib.real_path, posixpath.join(cdir, name), reason)
@@ -396,7 +413,8 @@ def _canonical_aliases(mpi: HostMpi) -> List[families.Provision]:
                 names.add(other)
                 out.append(families.Provision(
                     other, lib.soname, lib.path, True,
-                    f"apps built elsewhere ask for {other}; host {families.family_label(lib.family)} "
+                    f"apps built elsewhere ask for {other}; host "
+                    f"{families.family_label(lib.family)} "
                     f"provides it as {lib.soname}"))
     return out
 
@@ -428,7 +446,8 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
                            library_path=mpi.library_dirs)
     preloaded: List[str] = []
     for companion in companions:
-        if closure.find(companion) is None:
+        if closure.find(companion) is None and \
+                closure.find(posixpath.basename(companion)) is None:
             # Intel MPI's libmpifort/libmpicxx do not link libmpi: the container's
             # libmpichfort did; without the C library loaded their PMPI_* stay undefined.
             preloaded.append(companion)
@@ -460,11 +479,12 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
     for prov in (*provisions, *(_canonical_aliases(mpi) if all_aliases else ())):
         if not prov.alias:
             continue
-        lib = closure.find(prov.host_path) or closure.find(prov.host_soname)
-        if lib is None:
+        target = closure.find(prov.host_path) or closure.find(prov.host_soname)
+        if target is None:
             continue
-        cdir = layout.dirs.get(lib.path, libdir)
-        layout.add(lib.real_path, posixpath.join(cdir, prov.needed), prov.reason, kind="alias")
+        cdir = layout.dirs.get(target.path, libdir)
+        layout.add(target.real_path, posixpath.join(cdir, prov.needed), prov.reason,
+                   kind="alias")
     if image is not None:
         loading = [verdict.Loading(lib.soname, lib.chain, lib.info) for lib in bound]
         host_defs: Dict[str, Tuple[str, ...]] = {}
@@ -504,7 +524,7 @@ def _defined_symbols(bound: Sequence[HostLibrary], root: Path) -> frozenset:
     for lib in bound:
         try:
             with open(hostlibs.host_path(root, lib.real_path), "rb") as stream:
-                defined, _undefined = dynamic_symbols(stream)  # type: ignore[arg-type]
+                defined, _undefined = dynamic_symbols(stream)
         except (OSError, ElfError):
             continue
         out |= defined

@@ -1,0 +1,86 @@
+"""Whole-process cost of a launch decision: ``hpcrun --dry-run --site zeus srun -n 2 IMAGE cmd``.
+
+Runs the installed ``hpcrun`` program and ``python -c pass`` alternately in the same run and
+prints both medians and their ratio (target: hpcrun <= 100 ms).  The image is a real SIF
+from ``../shared/data/sif`` when present, else a squashfs image made with mksquashfs.
+
+    python benchmarks/bench_dry_run.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_SIF = REPO.parent / "shared" / "data" / "sif" / "images" / "one-group.sif"
+
+
+def _image(tmp: Path) -> Path:
+    if SHARED_SIF.exists():
+        return SHARED_SIF
+    tree = tmp / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "hostname").write_text("bench\n")
+    image = tmp / "bench.sqfs"
+    subprocess.run(["mksquashfs", str(tree), str(image), "-quiet", "-noappend"], check=True)
+    return image
+
+
+def _time(argv: List[str], env: dict) -> Tuple[float, float]:
+    """(wall, CPU user+system) seconds of one whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    args = parser.parse_args()
+    hpcrun = shutil.which("hpcrun")
+    if not hpcrun:
+        print("hpcrun is not installed (pip install -e .)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        image = _image(Path(tmp))
+        env = dict(os.environ)
+        command = [hpcrun, "--dry-run", "--site", "zeus", "srun", "-n", "2", str(image),
+                   "python", "hello.py"]
+        check = subprocess.run(command, env=env, capture_output=True,
+                               check=False)
+        if check.returncode != 0:
+            print(check.stderr.decode(errors="replace"), file=sys.stderr)
+            return 1
+        baseline = [sys.executable, "-c", "pass"]
+        ours: List[Tuple[float, float]] = []
+        base: List[Tuple[float, float]] = []
+        for _ in range(args.runs):
+            ours.append(_time(command, env))
+            base.append(_time(baseline, env))
+    print(f"image: {image}   runs: {args.runs}   load average: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    for i, what in ((0, "wall"), (1, "CPU ")):
+        ours_ms = statistics.median(t[i] for t in ours) * 1000
+        base_ms = statistics.median(t[i] for t in base) * 1000
+        print(f"{what}: hpcrun --dry-run --site zeus srun -n 2 IMAGE cmd median {ours_ms:6.1f} ms"
+              f" | python -c pass median {base_ms:6.1f} ms | ratio {ours_ms / base_ms:.2f}x"
+              f" | target <= 100 ms {'met' if ours_ms <= 100 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
