@@ -48,11 +48,24 @@ def mpi4py_dir(work: Path) -> Path:
     """The mpi4py 4.1.2 wheel unpacked (downloaded with pip when not cached)."""
     wheel = images.find_mpi4py_wheel()
     if wheel is None:
-        dest = Path(os.environ.get("HPCRUN_TEST_WHEELS",
-                                   str(Path.home() / ".cache/hpcrun-test-wheels")))
+        dest = Path(
+            os.environ.get("HPCRUN_TEST_WHEELS", str(Path.home() / ".cache/hpcrun-test-wheels"))
+        )
         dest.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d",
-                        str(dest), "mpi4py==4.1.2"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "-d",
+                str(dest),
+                "mpi4py==4.1.2",
+            ],
+            check=True,
+        )
         wheel = images.find_mpi4py_wheel()
         assert wheel is not None
     return images.unpack_wheel(wheel, work / "mpi4py")
@@ -70,29 +83,67 @@ def parse_csv(text: str) -> Table:
 
 def measure(argv: List[str], env: Dict[str, str], cwd: Path) -> Tuple[Table, str]:
     """Run one configuration; returns its table and, on failure, the output."""
-    proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=900)
+    proc = subprocess.run(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
     table = parse_csv(proc.stdout)
     if proc.returncode != 0 or not table:
         return {}, f"$ {' '.join(argv)}\n{proc.stdout[-3000:]}"
     return table, ""
 
 
-def commands(image: Path, runtime: str, max_size: int, py_site: Path, alias_dir: Path,
-             base: Dict[str, str]) -> Dict[str, Tuple[List[str], Dict[str, str]]]:
+def commands(
+    image: Path, runtime: str, max_size: int, py_site: Path, alias_dir: Path, base: Dict[str, str]
+) -> Dict[str, Tuple[List[str], Dict[str, str]]]:
     """argv and environment of each configuration."""
     osu = ["osu_bw.py", "--csv", "--max-size", str(max_size)]
-    bare_env = dict(base, LD_LIBRARY_PATH=str(alias_dir), PYTHONPATH=str(py_site),
-                    MPI4PY_MPIABI="mpich")
-    runtime_argv = (["apptainer", "exec", str(image)] if runtime == "apptainer"
-                    else ["ch-run", str(image), "--"])
+    bare_env = dict(
+        base, LD_LIBRARY_PATH=str(alias_dir), PYTHONPATH=str(py_site), MPI4PY_MPIABI="mpich"
+    )
+    runtime_argv = (
+        ["apptainer", "exec", str(image)]
+        if runtime == "apptainer"
+        else ["ch-run", str(image), "--"]
+    )
     tcp_env = dict(base, UCX_TLS="tcp,self", UCX_POSIX_USE_PROC_LINK="n")
     return {
         "bare": (["mpiexec.hydra", "-n", "2", "/usr/bin/python3", *osu], bare_env),
-        "hpcrun": (["hpcrun", "--site", "debian-mpich", "--runtime", runtime,
-                    "mpiexec.hydra", "-n", "2", str(image), "python3", *osu], dict(base)),
-        "container-tcp": (["mpiexec.hydra", "-n", "2", "-genv", "UCX_TLS", "tcp,self",
-                           *runtime_argv, "python3", *osu], tcp_env),
+        "hpcrun": (
+            [
+                "hpcrun",
+                "--site",
+                "debian-mpich",
+                "--runtime",
+                runtime,
+                "mpiexec.hydra",
+                "-n",
+                "2",
+                str(image),
+                "python3",
+                *osu,
+            ],
+            dict(base),
+        ),
+        "container-tcp": (
+            [
+                "mpiexec.hydra",
+                "-n",
+                "2",
+                "-genv",
+                "UCX_TLS",
+                "tcp,self",
+                *runtime_argv,
+                "python3",
+                *osu,
+            ],
+            tcp_env,
+        ),
     }
 
 
@@ -112,8 +163,11 @@ def write_outputs(results: Dict[str, Table], out: Path) -> Optional[Path]:
     with open(out / "bandwidth.csv", "w") as csv:
         csv.write("size," + ",".join(CONFIGS) + "\n")
         for size in sizes:
-            csv.write(f"{size}," + ",".join(f"{results[c].get(size, float('nan')):.2f}"
-                                             for c in CONFIGS) + "\n")
+            csv.write(
+                f"{size},"
+                + ",".join(f"{results[c].get(size, float('nan')):.2f}" for c in CONFIGS)
+                + "\n"
+            )
     try:
         import matplotlib
 
@@ -167,9 +221,13 @@ def main() -> int:
         jobdir = work / "job"
         jobdir.mkdir()
         shutil.copy(OSU, jobdir / "osu_bw.py")
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("UCX_", "MPIR_", "PMI_", "SLURM_", "APPTAINER",
-                                     "SINGULARITY", "HPCRUN_"))}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(
+                ("UCX_", "MPIR_", "PMI_", "SLURM_", "APPTAINER", "SINGULARITY", "HPCRUN_")
+            )
+        }
         base.pop("LD_LIBRARY_PATH", None)
         base["PATH"] = f"{REPO / 'tests' / 'standin'}:{base.get('PATH', '/usr/bin:/bin')}"
         base.setdefault("USER", "root")
@@ -188,16 +246,22 @@ def main() -> int:
     print(f"\nbest of {args.repeat} runs, MB/s (runtime: {args.runtime})")
     print(f"{'size':>10} " + " ".join(f"{c:>14}" for c in CONFIGS))
     for size in sizes:
-        print(f"{size:>10} " + " ".join(
-            f"{results[c][size]:>14.1f}" if size in results[c] else f"{'-':>14}"
-            for c in CONFIGS))
+        print(
+            f"{size:>10} "
+            + " ".join(
+                f"{results[c][size]:>14.1f}" if size in results[c] else f"{'-':>14}"
+                for c in CONFIGS
+            )
+        )
     if ONE_MIB in results["bare"] and ONE_MIB in results["hpcrun"]:
         ratio = results["hpcrun"][ONE_MIB] / results["bare"][ONE_MIB]
         verdict = "meets" if ratio >= 0.95 else "MISSES"
         print(f"\nhpcrun / bare at 1 MiB: {ratio:.3f} ({verdict} the target >= 0.95)")
     if ONE_MIB in results["bare"] and ONE_MIB in results["container-tcp"]:
-        print(f"container-tcp / bare at 1 MiB: "
-              f"{results['container-tcp'][ONE_MIB] / results['bare'][ONE_MIB]:.3f}")
+        print(
+            f"container-tcp / bare at 1 MiB: "
+            f"{results['container-tcp'][ONE_MIB] / results['bare'][ONE_MIB]:.3f}"
+        )
     png = write_outputs(results, args.out)
     print(f"\nwrote {args.out / 'bandwidth.csv'}")
     if png:

@@ -40,8 +40,7 @@ def _time(argv: List[str], env: dict) -> Tuple[float, float]:
     """(wall, CPU user+system) seconds of one whole process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=False)
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -58,10 +57,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         image = _image(Path(tmp))
         env = dict(os.environ)
-        command = [hpcrun, "--dry-run", "--site", "zeus", "srun", "-n", "2", str(image),
-                   "python", "hello.py"]
-        check = subprocess.run(command, env=env, capture_output=True,
-                               check=False)
+        command = [
+            hpcrun,
+            "--dry-run",
+            "--site",
+            "zeus",
+            "srun",
+            "-n",
+            "2",
+            str(image),
+            "python",
+            "hello.py",
+        ]
+        check = subprocess.run(command, env=env, capture_output=True, check=False)
         if check.returncode != 0:
             print(check.stderr.decode(errors="replace"), file=sys.stderr)
             return 1
@@ -71,14 +79,18 @@ def main() -> int:
         for _ in range(args.runs):
             ours.append(_time(command, env))
             base.append(_time(baseline, env))
-    print(f"image: {image}   runs: {args.runs}   load average: "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"image: {image}   runs: {args.runs}   load average: "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     for i, what in ((0, "wall"), (1, "CPU ")):
         ours_ms = statistics.median(t[i] for t in ours) * 1000
         base_ms = statistics.median(t[i] for t in base) * 1000
-        print(f"{what}: hpcrun --dry-run --site zeus srun -n 2 IMAGE cmd median {ours_ms:6.1f} ms"
-              f" | python -c pass median {base_ms:6.1f} ms | ratio {ours_ms / base_ms:.2f}x"
-              f" | target <= 100 ms {'met' if ours_ms <= 100 else 'NOT met'}")
+        print(
+            f"{what}: hpcrun --dry-run --site zeus srun -n 2 IMAGE cmd median {ours_ms:6.1f} ms"
+            f" | python -c pass median {base_ms:6.1f} ms | ratio {ours_ms / base_ms:.2f}x"
+            f" | target <= 100 ms {'met' if ours_ms <= 100 else 'NOT met'}"
+        )
     return 0
 
 

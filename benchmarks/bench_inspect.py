@@ -2,7 +2,8 @@
 
 One command:
 
-    python benchmarks/bench_inspect.py [--runs 7] [--comp gzip] [--command 'hpcrun inspect --json {image}']
+    python benchmarks/bench_inspect.py [--runs 7] [--comp gzip] [--pysquashfsimage]
+        [--command 'hpcrun inspect --json {image}']
 
 Builds the image once (``build_big_image.py``, cached in ``benchmarks/out/``), then measures
 whole processes, medians over ``--runs``:
@@ -50,7 +51,7 @@ def _timed(cmd: Sequence[str], env: Optional[Dict[str, str]] = None) -> Tuple[fl
     """(wall seconds, child CPU seconds) of one command; it must succeed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(list(cmd), env=env, capture_output=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -139,7 +140,9 @@ def main() -> None:
     """Build the image if needed, measure, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="runs per measurement (median)")
-    parser.add_argument("--baseline-runs", type=int, default=3, help="runs of the unsquashfs baseline")
+    parser.add_argument(
+        "--baseline-runs", type=int, default=3, help="runs of the unsquashfs baseline"
+    )
     parser.add_argument("--comp", default="gzip", help="compressor of the image (default gzip)")
     parser.add_argument("--command", help="inspection command template with {image}")
     parser.add_argument("--pysquashfsimage", action="store_true", help="also time PySquashfsImage")
@@ -150,7 +153,9 @@ def main() -> None:
     print(f"image: {image} ({image.stat().st_size / 1e6:.0f} MB, {args.comp})")
     print(f"inspection command: {shlex.join(cmd)}")
     rows: List[Tuple[str, Tuple[float, float, float]]] = []
-    rows.append(("python -c pass", measure(args.runs, lambda: _timed([sys.executable, "-c", "pass"]))))
+    rows.append(
+        ("python -c pass", measure(args.runs, lambda: _timed([sys.executable, "-c", "pass"])))
+    )
     rows.append(("cold inspection", measure(args.runs, lambda: cold(cmd))))
     with tempfile.TemporaryDirectory() as cache:
         _timed(cmd, _env(cache))  # fill the cache
@@ -160,7 +165,9 @@ def main() -> None:
         if eager:
             rows.append(("PySquashfsImage open+read", measure(args.runs, lambda: _timed(eager))))
     if shutil.which("unsquashfs"):
-        rows.append(("baseline: unsquashfs + list", measure(args.baseline_runs, lambda: baseline(image))))
+        rows.append(
+            ("baseline: unsquashfs + list", measure(args.baseline_runs, lambda: baseline(image)))
+        )
     cold_median = rows[1][1][0]
     print(f"\n{'measurement':30} {'median':>9} {'min':>9} {'cpu':>9} {'x cold':>8}")
     for name, (median, low, cpu) in rows:
@@ -176,7 +183,9 @@ def main() -> None:
         print(f"target {name} <= {limit * 1e3:.0f} ms: {value * 1e3:.1f} ms {verdict}")
     if base:
         ratio = base[0] / cold_median
-        print(f"target >= 10x faster than baseline: {ratio:.0f}x {'ok' if ratio >= 10 else 'MISSED'}")
+        print(
+            f"target >= 10x faster than baseline: {ratio:.0f}x {'ok' if ratio >= 10 else 'MISSED'}"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,15 @@ from helpers import images, slurm  # noqa: E402
 def wall(argv: List[str], env: Dict[str, str], cwd: Path) -> float:
     """Seconds one command takes; raises when it fails or prints no hello line."""
     start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    proc = subprocess.run(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0 or "Hello World!" not in proc.stdout:
         raise RuntimeError(f"$ {' '.join(argv)}\nexit {proc.returncode}\n{proc.stdout[-3000:]}")
@@ -69,19 +76,33 @@ def main() -> int:
         image = images.build_image(work, "mpich", None)
         cluster = slurm.start_cluster(work / "slurm", cpus=max(ranks))
         try:
-            env = {k: v for k, v in cluster.environ().items()
-                   if not k.startswith(("APPTAINER", "SINGULARITY", "HPCRUN_", "SLURM_"))}
+            env = {
+                k: v
+                for k, v in cluster.environ().items()
+                if not k.startswith(("APPTAINER", "SINGULARITY", "HPCRUN_", "SLURM_"))
+            }
             env["SLURM_CONF"] = str(cluster.conf)
             env["PATH"] = f"{REPO / 'tests' / 'standin'}:{env.get('PATH', '/usr/bin:/bin')}"
             env.setdefault("USER", "root")
             env.pop("LD_LIBRARY_PATH", None)
             img = str(image.sif if args.runtime == "apptainer" else image.sandbox)
-            runtime = (["apptainer", "exec", img] if args.runtime == "apptainer"
-                       else ["ch-run", img, "--"])
+            runtime = (
+                ["apptainer", "exec", img] if args.runtime == "apptainer" else ["ch-run", img, "--"]
+            )
             rows = []
             for r in ranks:
-                with_hpcrun = ["hpcrun", "--site", "debian-mpich", "--runtime", args.runtime,
-                               "srun", "-n", str(r), img, "/usr/local/bin/hello"]
+                with_hpcrun = [
+                    "hpcrun",
+                    "--site",
+                    "debian-mpich",
+                    "--runtime",
+                    args.runtime,
+                    "srun",
+                    "-n",
+                    str(r),
+                    img,
+                    "/usr/local/bin/hello",
+                ]
                 plain = ["srun", "--mpi=pmi2", "-n", str(r), *runtime, "/usr/local/bin/hello"]
                 plain_env = dict(env, UCX_POSIX_USE_PROC_LINK="n")
                 wall(with_hpcrun, env, work)  # warm caches once
@@ -102,8 +123,10 @@ def main() -> int:
     worst = max(row[3] for row in rows)
     spread = max(row[3] for row in rows) - min(row[3] for row in rows)
     verdict = "meets" if worst <= 0.15 else "MISSES"
-    print(f"\nlargest added time {worst:.3f} s ({verdict} the target <= 0.15 s); "
-          f"spread over R {spread:.3f} s")
+    print(
+        f"\nlargest added time {worst:.3f} s ({verdict} the target <= 0.15 s); "
+        f"spread over R {spread:.3f} s"
+    )
     return 0
 
 

@@ -48,8 +48,7 @@ def build(work: Path) -> tuple:
     src = work / "app.c"
     src.write_text(HELLO)
     (image / "usr/local/bin").mkdir(parents=True)
-    subprocess.run(["mpicc.openmpi", str(src), "-o", str(image / "usr/local/bin/app")],
-                   check=True)
+    subprocess.run(["mpicc.openmpi", str(src), "-o", str(image / "usr/local/bin/app")], check=True)
     for name in ("libc.so.6", "libm.so.6", "libmpi.so.40"):
         _copy(f"{LIBDIR}/{name}", image)
     _copy("/lib64/ld-linux-x86-64.so.2", image)
@@ -61,9 +60,10 @@ def build(work: Path) -> tuple:
         'schema = 1\nname = "zeus-like"\n'
         '[mpi]\nfamily = "openmpi"\nimplementation = "Open MPI"\nversion = "4.1.4"\n'
         f'libraries = ["{LIBDIR}/libmpi.so.40", "{LIBDIR}/libmpi_mpifh.so.40"]\n'
-        '[[libraries]]\n'
+        "[[libraries]]\n"
         f'path = "{LIBDIR}/openmpi/lib/openmpi3/*.so"\n'
-        'reason = "Open MPI MCA components (dlopened)"\n')
+        'reason = "Open MPI MCA components (dlopened)"\n'
+    )
     return image, profile
 
 
@@ -93,8 +93,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-resolve-") as tmp:
         work = Path(tmp)
-        env = dict(os.environ, XDG_CACHE_HOME=str(work / "cache"),
-                   HPCRUN_CACHE_DIR=str(work / "cache"))
+        env = dict(
+            os.environ, XDG_CACHE_HOME=str(work / "cache"), HPCRUN_CACHE_DIR=str(work / "cache")
+        )
         os.environ.update(env)
         image, profile_path = build(work)
         app = ["/usr/local/bin/app"]
@@ -116,19 +117,32 @@ def main() -> int:
             f"p=load_site({str(profile_path)!r});"
             f"f=inspect_image({str(image)!r}, app={app!r});"
             f"r=resolve(p, Request(launcher=(), image={str(image)!r}, command={tuple(app)!r}),"
-            " probe_host(), f)")
-        t_start = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True),
-                        args.runs)
-        t_python = timed(lambda: subprocess.run([sys.executable, "-c", snippet], check=True,
-                                                env=env), args.runs)
-        cli = ["hpcrun", "check", "--site", str(profile_path), str(image), "--json", "--app",
-               app[0]]
+            " probe_host(), f)"
+        )
+        t_start = timed(
+            lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), args.runs
+        )
+        t_python = timed(
+            lambda: subprocess.run([sys.executable, "-c", snippet], check=True, env=env), args.runs
+        )
+        cli = [
+            "hpcrun",
+            "check",
+            "--site",
+            str(profile_path),
+            str(image),
+            "--json",
+            "--app",
+            app[0],
+        ]
         t_cli = timed(lambda: subprocess.run(cli, env=env, stdout=subprocess.DEVNULL), args.runs)
 
     bound = len({b.source for b in result.binds})
-    print(f"host closure: {len(closure.libraries)} host libraries "
-          f"({len([x for x in closure.libraries if x.found_via != 'root'])} found as "
-          f"dependencies), {bound} files bound, verdict {result.verdict}")
+    print(
+        f"host closure: {len(closure.libraries)} host libraries "
+        f"({len([x for x in closure.libraries if x.found_via != 'root'])} found as "
+        f"dependencies), {bound} files bound, verdict {result.verdict}"
+    )
     print(f"{'what':58} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
     rows = [
         ("host closure (in process)", t_closure),
@@ -138,11 +152,15 @@ def main() -> int:
         ("hpcrun check --json (whole process, warm facts cache)", t_cli),
     ]
     for name, values in rows:
-        print(f"{name:58} {statistics.median(values) * 1000:10.1f} {min(values) * 1000:8.1f} "
-              f"{max(values) * 1000:8.1f}")
+        print(
+            f"{name:58} {statistics.median(values) * 1000:10.1f} {min(values) * 1000:8.1f} "
+            f"{max(values) * 1000:8.1f}"
+        )
     print("target: <= 150 ms for the whole-process plan+verdict with a warm image cache")
-    print("e4s-cl: not installed here, not measured (peers.md reports 0.13 s for its dry run, "
-          "with no ABI check)")
+    print(
+        "e4s-cl: not installed here, not measured (peers.md reports 0.13 s for its dry run, "
+        "with no ABI check)"
+    )
     return 0
 
 

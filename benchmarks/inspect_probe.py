@@ -17,10 +17,10 @@ import os
 import re
 import struct
 import sys
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List
 
-from hpcrun.image.fs import Tree
-from hpcrun.image.squashfs import SquashfsBackend
+if TYPE_CHECKING:
+    from hpcrun.image.fs import Tree
 
 LIBMPI = re.compile(rb"(/[\x21-\x7e]*?/libmpi[\w.+-]*\.so[\w.]*)\x00")
 
@@ -46,7 +46,7 @@ def _elf_facts(tree: Tree, path: str) -> Dict[str, object]:
 
 def _minimal_elf(stream) -> Dict[str, object]:  # type: ignore[no-untyped-def]
     head = stream.read(64)
-    phoff, = struct.unpack_from("<Q", head, 32)
+    (phoff,) = struct.unpack_from("<Q", head, 32)
     phentsize, phnum = struct.unpack_from("<HH", head, 54)
     stream.seek(phoff)
     table = stream.read(phentsize * phnum)
@@ -60,6 +60,9 @@ def _minimal_elf(stream) -> Dict[str, object]:  # type: ignore[no-untyped-def]
 
 def inspect(image: str) -> Dict[str, object]:
     """The probe's facts about ``image``."""
+    from hpcrun.image.fs import Tree
+    from hpcrun.image.squashfs import SquashfsBackend
+
     tree = Tree(SquashfsBackend(image))
     cache = tree.read("/etc/ld.so.cache")
     libraries: List[Dict[str, object]] = []

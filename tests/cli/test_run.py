@@ -109,6 +109,16 @@ def test_explain(site: Path, tmp_path: Path) -> None:
         assert needle in out, needle
 
 
+def test_explain_and_json_with_bytes_that_are_not_utf8(site: Path, tmp_path: Path) -> None:
+    env = only_python_path(tmp_path)
+    args: List[Arg] = ["--no-check", "--site", str(site), "app.sif", b"\xff\xfe"]
+    explain = hpcrun(["--explain", *args], env=env)
+    assert explain.returncode == 0, explain.stderr
+    assert b"\\xff\\xfe" in explain.stdout
+    data = json.loads(hpcrun(["--json", *args], env=env).stdout)
+    assert os.fsencode(data["command"][0]) == b"\xff\xfe"
+
+
 def test_default_site_from_environment(site: Path, tmp_path: Path) -> None:
     env = dict(only_python_path(tmp_path), HPCRUN_SITE=str(site))
     done = hpcrun(["--dry-run", "--no-check", "app.sif", "x"], env=env)
@@ -291,3 +301,44 @@ def test_real_launcher_starts_the_runtime_per_rank(launcher: List[str], site: Pa
         assert rank["env"]["APPTAINERENV_RANK_VAR"] == "a b"
         assert rank["env"]["APPTAINER_BINDPATH"] == f"{site.parent}/data:/data"
         assert rank["ppid"] != os.getpid()  # started by the launcher, not by hpcrun
+
+
+@pytest.fixture(scope="module")
+def slurm_env(tmp_path_factory: pytest.TempPathFactory):
+    """A real single-node Slurm (helpers.slurm) for the srun launch test."""
+    from helpers import slurm
+
+    missing = slurm.missing_programs()
+    if missing:
+        pytest.skip(f"Slurm not installed ({', '.join(missing)})")
+    try:
+        cluster = slurm.start_cluster(tmp_path_factory.mktemp("slurm-cli"))
+    except slurm.SlurmUnavailable as error:
+        pytest.skip(str(error))
+    env = {k: v for k, v in cluster.environ().items() if not k.startswith("SLURM_")}
+    env.update(cluster.env)
+    yield env
+    cluster.stop()
+
+
+def test_real_srun_starts_the_runtime_per_rank(slurm_env: Dict[str, str], site: Path,
+                                               tmp_path: Path) -> None:
+    """The goal command through real Slurm: profile default --mpi=pmi2, two ranks, each
+    started by slurmstepd with hpcrun's variables."""
+    if not HPCRUN:
+        pytest.skip("the hpcrun entry point is not installed")
+    bindir = install_recorders(tmp_path / "bin", ["apptainer"])
+    record = tmp_path / "rec.jsonl"
+    env = dict(slurm_env)
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
+    env["HPCRUN_RECORD"] = str(record)
+    done = hpcrun(["--no-check", "--site", str(site), "--env", "X=$y", "srun", "-n", "2",
+                   "app.sif", "python", "hello.py"], env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ranks = [r for r in read_records(record) if r["argv"][1:2] == ["exec"]]
+    assert sorted(r["env"]["SLURM_PROCID"] for r in ranks) == ["0", "1"]
+    for rank in ranks:
+        assert rank["argv"][1:] == ["exec", "app.sif", "python", "hello.py"]
+        assert rank["env"]["SLURM_MPI_TYPE"] == "pmi2"  # the profile's --mpi=pmi2
+        assert rank["env"]["APPTAINERENV_X"] == "\\$y"
+        assert rank["env"]["APPTAINER_BINDPATH"] == f"{site.parent}/data:/data"

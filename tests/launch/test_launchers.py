@@ -85,6 +85,8 @@ def test_srun_bundled_flags_carry_every_identity() -> None:
     (["srun", "-n", "2", "a.sif"], "nothing to run"),
     (["srun", "-n", "1", "a.sif", "x", ":", "-n", "1", "b.sif", "y"], "MPMD"),
     (["mpiexec.hydra", "-n", "1", "--", "a.sif", "x"], "does not accept '--'"),
+    (["srun", "-n", "1", "", "x"], "image argument is empty"),
+    (["", "x"], "image argument is empty"),
 ])
 def test_launcher_usage_errors(words: List[str], message: str) -> None:
     with pytest.raises(UsageError) as caught:

@@ -102,6 +102,7 @@ def test_globs_expand_on_the_host(tmp_path: Path) -> None:
     plan = plan_of(profile, host_paths=survey_host_paths(profile, str(root)))
     assert [b.destination for b in plan.binds] == ["/.hpcrun/lib/libnl-3.so.200",
                                                    "/.hpcrun/lib/libnl-route-3.so.200"]
+    assert not plan.warnings
     unsurveyed = plan_of(profile)
     assert unsurveyed.binds == () and "glob-not-expanded" in codes(unsurveyed, WARNING)
 

@@ -36,6 +36,13 @@ int main(int argc, char **argv) {
 FORTRAN = ("program h\nuse mpi\ninteger ierr\ncall MPI_Init(ierr)\ncall MPI_Finalize(ierr)\n"
            "end program\n")
 
+# The MPI C++ bindings (deprecated, still shipped by Debian as libmpichcxx.so.12).
+CXX = r"""
+#include <mpi.h>
+int main(int argc, char **argv) {
+  MPI::Init(argc, argv); int r = MPI::COMM_WORLD.Get_rank(); MPI::Finalize(); return r; }
+"""
+
 PLAIN = "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n"
 
 
@@ -117,6 +124,11 @@ def apps(tmp_path_factory: pytest.TempPathFactory,
             exe = mpi_trees.compile_c(work, name, FORTRAN, ["mpif90.mpich"], suffix="f90")
             return App(name, mpi_trees.app_facts(exe), (
                 *debian_mpich(), mpi_trees.classify_file(f"{HOST_LIBDIR}/libmpichfort.so.12")))
+        if name == "cxx":
+            _need("mpicxx.mpich")
+            exe = mpi_trees.compile_c(work, name, CXX, ["mpicxx.mpich"], suffix="cc")
+            return App(name, mpi_trees.app_facts(exe), (
+                *debian_mpich(), mpi_trees.classify_file(f"{HOST_LIBDIR}/libmpichcxx.so.12")))
         if name == "debian-openmpi":
             _need("mpicc.openmpi")
             exe = mpi_trees.compile_c(work, name, HELLO, ["mpicc.openmpi"])

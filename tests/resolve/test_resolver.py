@@ -38,6 +38,8 @@ MATRIX: Dict[str, tuple] = {
     "internal": (C, X, X, X, C),
     # Fortran (libmpichfort.so.12): the MPICH wheel ships no Fortran library.
     "fortran": (C, X, X, X, C),
+    # C++ bindings (libmpichcxx.so.12); Intel's libmpicxx.so.12 serves under an alias.
+    "cxx": (C, X, X, X, C),
     "debian-openmpi": (X, C, X, C, X),
     # MPI-5 standard ABI: only a host shipping libmpi_abi.so.1 serves it.
     "mpi-abi": (X, X, C, X, X),
@@ -317,3 +319,57 @@ def test_providers_inside_bound_directory_not_flattened(tmp_path_factory: pytest
     assert "/.hpcrun/lib/mpich" in dests
     assert not any(d.endswith(("-fi.so", "libuct_ib.so.0")) for d in dests), dests
     assert result.verdict == COMPATIBLE
+
+
+def test_compiler_runtime_container_first(apps: Callable, host_sites: Callable) -> None:
+    """Host libmpichcxx needs libstdc++: the container's own serves when it has one (its
+    symbol versions checked); a container without one gets the host's."""
+    from dataclasses import replace
+
+    app = apps("cxx")
+    assert "libmpichcxx.so.12" in app.facts.mpi_needed
+    site = host_sites("debian-mpich")
+    with_runtime = run(site, app.image(version_defs=container_providers()))
+    assert with_runtime.verdict == COMPATIBLE
+    names = {posixpath.basename(b.destination) for b in with_runtime.binds}
+    assert "libmpichcxx.so.12" in names and "libstdc++.so.6" not in names
+    bare = replace(app.image(), version_defs=tuple(
+        d for d in container_providers() if d.soname not in ("libstdc++.so.6", "libgcc_s.so.1")))
+    without = run(site, bare)
+    stdcxx = [b for b in without.binds if b.destination == "/.hpcrun/lib/libstdc++.so.6"]
+    assert stdcxx and stdcxx[0].reason == "libmpichcxx.so.12 -> libstdc++.so.6"
+    assert without.verdict == COMPATIBLE
+
+
+def test_profile_sonames_in_library_dirs(apps: Callable, host_sites: Callable) -> None:
+    """A Pawsey-style profile: sonames looked up in mpi.library_dirs, no file list."""
+    from dataclasses import replace
+
+    from hpcrun.profiles.model import Mpi
+
+    site = host_sites("wheel-impi")
+    mpi = Mpi(family="mpich", implementation="Intel MPI", version="2019.4",
+              sonames=("libmpi.so.12",), fortran=("libmpifort.so.12",),
+              library_dirs=("/opt/intel/lib", "/opt/intel/lib/libfabric"))
+    profile = replace(site.profile, mpi=mpi)
+    req = Request(launcher=(), image="x.sif", command=("app",))
+    result = resolve(profile, req, HOST, apps("fortran").image(), root=site.root)
+    assert result.verdict == COMPATIBLE
+    dest = {posixpath.basename(b.destination): b.source for b in result.binds}
+    assert dest["libmpichfort.so.12"] == "/opt/intel/lib/libmpifort.so.12"
+    missing = replace(mpi, cxx=("libmpicxx.so.99",))
+    result = resolve(replace(profile, mpi=missing), req, HOST, apps("fortran").image(),
+                     root=site.root)
+    assert "mpi-library-missing" in codes(result, ERROR)
+
+
+def test_profile_family_contradicted_by_library(apps: Callable, host_sites: Callable) -> None:
+    from dataclasses import replace
+
+    site = host_sites("debian-openmpi")
+    assert site.profile.mpi is not None
+    wrong = replace(site.profile, mpi=replace(site.profile.mpi, family="mpich"))
+    req = Request(launcher=(), image="x.sif", command=("app",))
+    result = resolve(wrong, req, HOST, apps("debian-openmpi").image(), root=site.root)
+    errors = [d for d in result.diagnostics if d.code == "mpi-profile-family"]
+    assert errors and 'mpi.family = "openmpi"' in errors[0].hint

@@ -355,8 +355,8 @@ def parse_options(family: str, words: Sequence[str], strict: bool = True
 
     Returns the options and the index of the first word that is not an option (the image),
     ``len(words)`` when there is none.  A ``--`` ends the options and stays in the launcher's
-    argv (Hydra rejects it: UsageError).  ``strict`` raises :class:`UsageError` on unknown options; otherwise they count as
-    flags (used for profile defaults and for ``--image`` splits).
+    argv (Hydra rejects it: UsageError).  ``strict`` raises :class:`UsageError` on unknown
+    options; otherwise they count as flags (used for profile defaults and ``--image`` splits).
     """
     options: List[LauncherOption] = []
     i = 0
@@ -437,6 +437,8 @@ def split_command_line(words: Sequence[str], image: str = "", family: str = "",
 
 
 def _command(command: Sequence[str], image: str) -> Tuple[str, ...]:
+    if not image:
+        raise UsageError("the image argument is empty", "give the path of the image")
     if not command:
         raise UsageError(f"nothing to run after the image {image!r}",
                          "give the command to run inside the container, e.g. "

@@ -92,6 +92,11 @@ def _inside_library_dir(path: str) -> str:
     return ""
 
 
+def _why(key: str, reason: str) -> str:
+    """``key: reason``, or the key alone when the profile gives no reason."""
+    return f"{key}: {reason}" if reason else key
+
+
 def _looks_like_file(path: str, host: Optional[HostPaths]) -> bool:
     if host is not None and host.exists(path):
         return not host.is_dir(path)
@@ -130,7 +135,7 @@ class _Builder:
         """Bind one host library file under the private prefix; return its container path."""
         if self.check_exists(path, key):
             destination = self.libdir + "/" + posixpath.basename(path)
-            self.binds.append(Bind(path, destination, True, f"{key}: {reason}".rstrip(": "),
+            self.binds.append(Bind(path, destination, True, _why(key, reason),
                                    "library"))
             return destination
         return ""
@@ -181,7 +186,7 @@ def _profile_binds(b: _Builder, profile: Profile) -> None:
         else:
             kind = "path"
         b.binds.append(Bind(spec.source, destination, spec.read_only,
-                            f"{key}: {spec.reason}".rstrip(": "), kind))
+                            _why(key, spec.reason), kind))
 
 
 def _container_path(binds: Sequence[Bind], host_path: str) -> str:
@@ -342,7 +347,7 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
         scopes = ("container", "launcher") if spec.scope == "both" else (spec.scope,)
         for scope in scopes:
             env.append(EnvVar(spec.name, spec.value, scope, spec.action, "profile",
-                              f"{key}: {spec.reason}".rstrip(": ")))
+                              _why(key, spec.reason)))
     for name, value in request.user_env:
         env.append(EnvVar(name, value, "container", "set", "user", "--env"))
     folded = _fold_env(b, env)

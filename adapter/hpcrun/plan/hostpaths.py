@@ -74,6 +74,8 @@ def survey_host_paths(profile: Profile, root: str = "/") -> HostPaths:
             found = sorted(glob.glob(_under(root, path)))
             prefix = len(root.rstrip("/")) if root not in ("", "/") else 0
             globs[path] = tuple(p[prefix:] or "/" for p in found)
+            existing.extend(globs[path])
+            directories.extend(m for m, real in zip(globs[path], found) if os.path.isdir(real))
             continue
         real = _under(root, path)
         if os.path.exists(real):

@@ -601,8 +601,8 @@ def _mpi_identity(profile: Profile, root: Path, files: Sequence[Tuple[str, str]]
                              f"set family = \"{family}\" in [mpi], or name the "
                              f"{claimed} libraries"))
     for lib in libraries:
-        if lib.role not in ("c", "abi"):
-            continue
+        if lib.role not in ("c", "abi") or lib.family not in FAMILY_TEXT:
+            continue  # Intel's libmpi_ilp64 is of no family: its version is not compared
         what = f"{lib.implementation or FAMILY_TEXT.get(lib.family, lib.family)}"
         if not lib.version:
             said = (f"the profile's version {mpi.version} is not checked" if mpi.version

@@ -5,9 +5,15 @@ Uses rich (imported here only, so a plain launch never pays for it).
 
 from __future__ import annotations
 
+import os
 from typing import IO, Optional
 
 from hpcrun.plan.model import Plan
+
+
+def _display(text: str) -> str:
+    """Printable text: bytes that were not UTF-8 (surrogate escapes) shown as \\xNN."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def render_explain(plan: Plan, file: Optional[IO[str]] = None, width: int = 0) -> None:
@@ -18,13 +24,13 @@ def render_explain(plan: Plan, file: Optional[IO[str]] = None, width: int = 0) -
 
     def row(table: Table, *cells: str) -> None:
         # Text, not markup: paths and values may contain [brackets].
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(Text(_display(cell)) for cell in cells))
 
     console = Console(file=file, width=width or None, highlight=False, soft_wrap=False)
     console.print(f"[bold]site[/bold] {plan.site or '(none)'}   [bold]runtime[/bold] "
                   f"{plan.runtime} ({plan.runtime_binary})   [bold]verdict[/bold] {plan.verdict}",
                   markup=True)
-    console.print(Text(f"image {plan.image}"))
+    console.print(Text(_display(f"image {plan.image}")))
 
     binds = Table(title="Binds", show_lines=False)
     for column in ("source", "destination", "ro", "kind", "reason"):
@@ -59,4 +65,4 @@ def render_explain(plan: Plan, file: Optional[IO[str]] = None, width: int = 0) -
     from hpcrun.render.dryrun import render_dry_run
 
     console.print("Command:", style="bold")
-    console.print(render_dry_run(plan), markup=False, highlight=False, end="")
+    console.print(Text(_display(render_dry_run(plan))), end="")
