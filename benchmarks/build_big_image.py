@@ -98,7 +98,7 @@ def stage_tree(stage: Path) -> int:
     index = 0
     while entries < MIN_ENTRIES:
         folder = small / f"d{index // 1000:03d}"
-        folder.mkdir(parents=True, exist_ok=index % 1000)
+        folder.mkdir(parents=True, exist_ok=index % 1000 != 0)
         (folder / f"note-{index:06d}.txt").write_text(f"small file {index}\n" * (index % 9))
         index += 1
         entries += 1 + (index % 1000 == 1)

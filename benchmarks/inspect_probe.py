@@ -17,7 +17,7 @@ import os
 import re
 import struct
 import sys
-from typing import TYPE_CHECKING, Dict, List
+from typing import TYPE_CHECKING, BinaryIO, Dict, List
 
 if TYPE_CHECKING:
     from hpcrun.image.fs import Tree
@@ -44,7 +44,7 @@ def _elf_facts(tree: Tree, path: str) -> Dict[str, object]:
         return {"soname": info.soname, "needed": list(info.needed)}
 
 
-def _minimal_elf(stream) -> Dict[str, object]:  # type: ignore[no-untyped-def]
+def _minimal_elf(stream: BinaryIO) -> Dict[str, object]:
     head = stream.read(64)
     (phoff,) = struct.unpack_from("<Q", head, 32)
     phentsize, phnum = struct.unpack_from("<HH", head, 54)

@@ -80,7 +80,7 @@ def build_tree(root: Path, big: bool = True, many: int = 2000) -> Path:
     ucp = (LIBDIR / "libucp.so.0").read_bytes()
     for size in (4096, 131072, 4095, 4097):
         (data / f"exact{size}").write_bytes((ucp * 2)[:size])
-    (data / "big").write_bytes(ucp + ucp[: 300_000])  # > 1 MiB
+    (data / "big").write_bytes(ucp + ucp[:300_000])  # > 1 MiB
     with open(data / "sparse", "wb") as handle:  # holes that span whole blocks
         handle.write(ucp[:5000])
         handle.seek(600_000)
@@ -172,7 +172,7 @@ def unsquashfs_list(image: Path, offset: int = 0) -> Optional[List[str]]:
     cmd = [exe, "-l", "-d", ""]
     if offset:
         cmd += ["-o", str(offset)]
-    proc = subprocess.run(cmd + [str(image)], capture_output=True, text=True, check=False)
+    proc = subprocess.run([*cmd, str(image)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return None
     return [line for line in proc.stdout.splitlines() if line.startswith("/")]

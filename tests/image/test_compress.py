@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
-from helpers.squashfs_trees import LIBDIR, build_tree, mksquashfs, regular_files, source_entries
 
+from helpers.squashfs_trees import LIBDIR, build_tree, mksquashfs, regular_files, source_entries
 from hpcrun.errors import ImageError
 from hpcrun.image import compress
-from hpcrun.image.fs import FILE, SYMLINK, Tree
+from hpcrun.image.fs import FILE, SYMLINK, Node, Tree
 from hpcrun.image.squashfs import SquashfsBackend
 
 # (name, mksquashfs options): small blocks force multi-block files and fragments.
@@ -22,7 +22,13 @@ VARIANTS: List[Tuple[str, Tuple[str, ...]]] = [
     ("xz-bcj", ("-comp", "xz", "-Xbcj", "x86")),  # writes compressor options
     ("lzma", ("-comp", "lzma", "-b", "4096")),
     ("lzo", ("-comp", "lzo", "-b", "4096")),
-    ("lzo-default", ("-comp", "lzo",)),
+    (
+        "lzo-default",
+        (
+            "-comp",
+            "lzo",
+        ),
+    ),
     ("lz4", ("-comp", "lz4", "-b", "4096")),
     ("lz4-hc", ("-comp", "lz4", "-Xhc", "-b", "8192")),
     ("zstd", ("-comp", "zstd", "-b", "4096")),
@@ -31,6 +37,12 @@ VARIANTS: List[Tuple[str, Tuple[str, ...]]] = [
     ("always-fragments", ("-comp", "gzip", "-b", "4096", "-always-use-fragments")),
     ("big-blocks", ("-comp", "gzip", "-b", "1M")),
 ]
+
+
+def _h(node: Optional[Node]) -> Any:
+    """The squashfs handle inside a node (tests look at internals such as block lists)."""
+    assert node is not None
+    return node.ref
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +89,9 @@ def _check_whole_tree(image: Path, source: Path) -> None:
 
 
 @pytest.mark.parametrize("variant", [name for name, _ in VARIANTS])
-def test_compressor_variant(variant: str, variant_image: Callable[[str], Path], small_source: Path) -> None:
+def test_compressor_variant(
+    variant: str, variant_image: Callable[[str], Path], small_source: Path
+) -> None:
     _check_whole_tree(variant_image(variant), small_source)
 
 
@@ -116,18 +130,20 @@ def _first_data_block(image: Path, path: str) -> Tuple[bytes, int, bytes]:
     backend = SquashfsBackend(str(image))
     node = Tree(backend).lookup(path)
     assert node is not None
-    backend._load_blocks(node.ref)  # type: ignore[arg-type]
-    ref = node.ref
-    word = ref.words[0]  # type: ignore[union-attr]
+    backend._load_blocks(_h(node))
+    ref = _h(node)
+    word = ref.words[0]
     assert not word & (1 << 24), "expected a compressed block"
-    raw = backend._pread(ref.offsets[0], word & 0xFFFFFF, "test")  # type: ignore[union-attr]
+    raw = backend._pread(ref.offsets[0], word & 0xFFFFFF, "test")
     plain = backend.read(node, 0, backend.block_size)
     backend.close()
     return raw, backend.block_size, plain
 
 
 @pytest.mark.parametrize("variant", ["lzo", "lz4", "gzip", "xz", "lzma", "zstd"])
-def test_damaged_blocks_raise_image_error(variant: str, variant_image: Callable[[str], Path]) -> None:
+def test_damaged_blocks_raise_image_error(
+    variant: str, variant_image: Callable[[str], Path]
+) -> None:
     """Truncated or bit-flipped compressed blocks give ImageError or bytes, nothing else."""
     raw, block_size, plain = _first_data_block(variant_image(variant), "/data/big")
     number = {"lzo": 3, "lz4": 5, "gzip": 1, "xz": 4, "lzma": 2, "zstd": 6}[variant]

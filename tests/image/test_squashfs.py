@@ -7,9 +7,10 @@ import shutil
 import stat
 import struct
 from pathlib import Path
-from typing import Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+
 from helpers.squashfs_trees import (
     OLD_MTIME,
     build_tree,
@@ -18,12 +19,18 @@ from helpers.squashfs_trees import (
     source_entries,
     unsquashfs_list,
 )
-
 from hpcrun.errors import HpcrunError, ImageError
+from hpcrun.image import squashfs
 from hpcrun.image.fs import DIR, FILE, SYMLINK, Node, Overlay, Tree
 from hpcrun.image.squashfs import SquashfsBackend, fallback_read
 
 LIB = "/usr/lib/x86_64-linux-gnu"
+
+
+def _h(node: Optional[Node]) -> Any:
+    """The squashfs handle inside a node (tests look at internals such as block lists)."""
+    assert node is not None
+    return node.ref
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +54,7 @@ def tree(big_image: Path) -> Iterator[Tree]:
 
 def _inode_type(backend: SquashfsBackend, node: Node) -> int:
     """The on-disk inode type (1-14) of a node, read from its inode header."""
-    ref = node.ref.ref  # type: ignore[attr-defined]
+    ref = _h(node).ref
     raw, _, _ = backend._meta(backend.inode_table + (ref >> 16), ref & 0xFFFF, 2, backend.dir_table)
     return int(struct.unpack("<H", raw)[0])
 
@@ -101,7 +108,7 @@ def test_large_directory_uses_its_index(tree: Tree, big_source: Path) -> None:
     assert isinstance(backend, SquashfsBackend)
     node = tree.lookup("/many")
     assert node is not None and _inode_type(backend, node) == 8
-    assert node.ref.icount > 1  # type: ignore[union-attr]
+    assert _h(node).icount > 1
     for name in os.listdir(big_source / "many"):
         found = backend.child(node, name)
         assert found is not None and found.kind == FILE, name
@@ -118,6 +125,25 @@ def test_lookup_reads_only_the_blocks_on_the_path(big_image: Path) -> None:
     assert tree.lookup("/many/file-01999-with-a-longer-name.txt") is not None
     assert len(backend._meta_cache) <= 6
     assert backend._data_cache == {}
+
+
+def test_opening_reads_only_the_superblock(
+    big_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pread on open; a deep lookup reads a few metadata blocks, no data blocks."""
+    calls: List[Tuple[int, int]] = []
+    real_pread = os.pread
+
+    def counting(fd: int, size: int, offset: int) -> bytes:
+        calls.append((size, offset))
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(squashfs.os, "pread", counting)
+    backend = SquashfsBackend(str(big_image))
+    assert calls == [(96, 0)]
+    assert Tree(backend).lookup("/deep/a/b/c/d/leaf") is not None
+    assert 1 < len(calls) <= 8
+    assert all(offset >= backend.inode_table for _size, offset in calls[1:])
 
 
 def test_partial_reads_touch_only_covering_blocks(tree: Tree, big_source: Path) -> None:
@@ -155,14 +181,14 @@ def test_sparse_blocks_are_zeros(tree: Tree, big_source: Path) -> None:
     backend = tree.backend
     assert isinstance(backend, SquashfsBackend)
     assert tree.read("/data/sparse", 300_000, 1000) == bytes(1000)
-    backend._load_blocks(node.ref)  # type: ignore[arg-type]
-    assert 0 in node.ref.words  # type: ignore[union-attr]  # mksquashfs stored a hole
+    backend._load_blocks(_h(node))
+    assert 0 in _h(node).words  # mksquashfs stored a hole
 
 
 def test_hard_links_share_an_inode(tree: Tree) -> None:
     one, two = tree.lookup("/data/hard1"), tree.lookup("/data/hard2")
     assert one is not None and two is not None
-    assert one.ref.ref == two.ref.ref  # type: ignore[union-attr]
+    assert _h(one).ref == _h(two).ref
     assert tree.read("/data/hard1") == tree.read("/data/hard2")
 
 
@@ -192,7 +218,9 @@ def test_devices_fifos_sockets_and_whiteouts(tree: Tree) -> None:
     assert backend.rdev(null) == (1, 3)
     sda = tree.lookup("/dev/sda")
     assert sda is not None and stat.S_ISBLK(sda.mode) and backend.rdev(sda) == (8, 0)
-    gone = backend.child(tree.lookup("/dev"), ".wh.gone")  # type: ignore[arg-type]
+    dev = tree.lookup("/dev")
+    assert dev is not None
+    gone = backend.child(dev, ".wh.gone")
     assert gone is not None and gone.whiteout
     assert tree.lookup("/dev/.wh.gone") is None  # Tree treats whiteouts as absent
     fifo, sock = tree.lookup("/fifo"), tree.lookup("/socket")
@@ -343,7 +371,7 @@ def test_truncated_image(small_image: Path, tmp_path: Path) -> None:
 
 def test_bad_version_mentions_unsquashfs(small_image: Path, tmp_path: Path) -> None:
     bad = _patched(small_image, tmp_path, {28: struct.pack("<HH", 3, 1)})
-    with pytest.raises(ImageError, match="version 3.1") as info:
+    with pytest.raises(ImageError, match=r"version 3\.1") as info:
         SquashfsBackend(str(bad))
     assert "unsquashfs" in info.value.hint
 
@@ -372,7 +400,7 @@ def test_tables_out_of_range(small_image: Path, tmp_path: Path) -> None:
 
 def test_root_inode_out_of_range(small_image: Path, tmp_path: Path) -> None:
     bad = _patched(small_image, tmp_path, {32: struct.pack("<Q", 0x7FFF_0000_0000)})
-    with pytest.raises(ImageError, match="inode reference .* outside the inode table"):
+    with pytest.raises(ImageError, match=r"inode reference .* outside the inode table"):
         Tree(SquashfsBackend(str(bad))).listdir("/")
 
 
@@ -391,8 +419,8 @@ def test_corrupt_compressed_data(small_image: Path, tmp_path: Path) -> None:
     backend = SquashfsBackend(str(small_image))
     node = Tree(backend).lookup("/a/b/file")
     assert node is not None
-    backend._load_blocks(node.ref)  # type: ignore[arg-type]
-    first = node.ref.offsets[0]  # type: ignore[union-attr]
+    backend._load_blocks(_h(node))
+    first = _h(node).offsets[0]
     backend.close()
     bad = _patched(small_image, tmp_path, {first: b"\xff" * 64})
     tree = Tree(SquashfsBackend(str(bad)))
@@ -406,7 +434,7 @@ def test_directory_cycle(small_image: Path, tmp_path: Path) -> None:
     tree = Tree(backend)
     a_node, b_node = tree.lookup("/a"), tree.lookup("/a/b")
     assert a_node is not None and b_node is not None
-    a_ref, b_ref = a_node.ref.ref, b_node.ref.ref  # type: ignore[union-attr]
+    a_ref, b_ref = _h(a_node).ref, _h(b_node).ref
     assert a_ref >> 16 == b_ref >> 16  # same inode block: only the offset differs
     raw = small_image.read_bytes()
     # entry: offset u16, inode delta s16, type u16, name size - 1 u16, name

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
-from helpers.squashfs_trees import LIBDIR, mksquashfs
 
+from helpers.squashfs_trees import LIBDIR, mksquashfs
 from hpcrun.errors import HpcrunError
 from hpcrun.image.fs import Tree
 from hpcrun.image.squashfs import SquashfsBackend
@@ -27,8 +27,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 PATHS = (
     "/etc/hostname",
-    "/lib/x86_64-linux-gnu/libSM.so.6",
-    "/usr/lib/x86_64-linux-gnu/libSM.so",
+    "/lib/x86_64-linux-gnu/libmunge.so.2",
+    "/usr/lib/x86_64-linux-gnu/libmunge.so.2.0.0",
     "/usr/share/many/f-017",
     "/link-abs",
     "/usr/share/many",
@@ -48,12 +48,12 @@ def fuzz_images(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple[byt
     src = base / "root"
     lib = src / "usr/lib/x86_64-linux-gnu"
     lib.mkdir(parents=True)
-    for path in LIBDIR.glob("libSM.so*"):
+    for path in LIBDIR.glob("libmunge.so*"):
         shutil.copy2(path, lib / path.name, follow_symlinks=False)
-    if not (lib / "libSM.so.6").exists():
-        pytest.skip("libSM.so.6 is not installed")
+    if not (lib / "libmunge.so.2").exists():
+        pytest.skip("libmunge.so.2 (Debian munge) is not installed")
     os.symlink("usr/lib", src / "lib")
-    os.symlink("/usr/lib/x86_64-linux-gnu/libSM.so.6", src / "link-abs")
+    os.symlink("/usr/lib/x86_64-linux-gnu/libmunge.so.2", src / "link-abs")
     (src / "etc").mkdir()
     (src / "etc/hostname").write_text("fuzz\n")
     many = src / "usr/share/many"

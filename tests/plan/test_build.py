@@ -257,6 +257,22 @@ def test_charliecloud_ignores_runtime_flags() -> None:
     assert "flags-ignored" in codes(plan, WARNING)
 
 
+def test_cleanenv_under_charliecloud_is_a_clear_warning_not_a_flag() -> None:
+    """ch-run keeps the environment: no --cleanenv flag, no flags-ignored, one warning."""
+    host = HostFacts(runtime=RuntimeInfo(kind="charliecloud"))
+    request = Request(launcher=("srun", "-n", "2"), image="/img", command=("x",),
+                      cleanenv=True)
+    plan = plan_of(Profile(schema=1, name="t"), request, host=host)
+    assert plan.flags == () and "--cleanenv" not in plan.invocation.argv
+    assert "--unset-env" not in " ".join(plan.invocation.argv)
+    assert codes(plan, WARNING) == ["cleanenv-not-supported"]
+    (warning,) = plan.warnings
+    assert "keeps the caller's variables" in warning.message and "--unset-env" in warning.hint
+    apptainer = plan_of(Profile(schema=1, name="t"), request)
+    assert [f.flag for f in apptainer.flags] == ["--cleanenv"]
+    assert "cleanenv-not-supported" not in codes(apptainer, WARNING)
+
+
 def test_building_is_pure_and_deterministic(monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Path) -> None:
     profile = Profile(schema=1, name="t", libraries=(Library("/usr/lib64/libmlx5.so.1"),),

@@ -21,13 +21,14 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import pytest
 
 from helpers.mpi_trees import (
+    HostSite,
     copy_host_file,
     fill_missing,
     wheel_mpich_host,
     write_ld_config,
 )
 from hpcrun.plan.model import Diagnostic
-from hpcrun.profiles.model import BindSpec, Library, Mpi, Profile
+from hpcrun.profiles.model import BindSpec, Container, Library, Mpi, Profile
 from hpcrun.profiles.validate import (
     deep_checks,
     driver_names,
@@ -102,6 +103,8 @@ def mpich_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need(*MPICH_LIBS, UCX_DIR, f"{VERBS_CONF}/mlx5.driver", f"{VERBS_CONF}/mlx4.driver",
          f"{VERBS_DIR}/libmlx5-rdmav34.so")
     root = tmp_path_factory.mktemp("deep-mpich") / "root"
+    root.mkdir()
+    os.symlink("usr/lib", root / "lib")  # merged /usr, as on Debian 12 and RHEL 8
     for lib in MPICH_LIBS:
         copy_host_file(root, lib)
     modules = [f"{UCX_DIR}/{n}" for n in sorted(os.listdir(UCX_DIR)) if ".so" in n]
@@ -109,10 +112,11 @@ def mpich_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         copy_host_file(root, module)
     copy_host_file(root, f"{VERBS_DIR}/libmlx5-rdmav34.so")
     copy_into(root, [f"{VERBS_CONF}/mlx5.driver", f"{VERBS_CONF}/mlx4.driver"])
-    roots = [*MPICH_LIBS, *(m for m in modules if m.endswith(".so.0")),
-             f"{VERBS_DIR}/libmlx5-rdmav34.so"]
     write_ld_config(root, [LIBDIR], cache=False)
-    fill_missing(root, roots)
+    # Two closures: loaded as a root, the provider would hide its soname (libmlx5.so.1)
+    # from the UCX modules' closure.
+    fill_missing(root, [*MPICH_LIBS, *(m for m in modules if m.endswith(".so.0"))])
+    fill_missing(root, [f"{VERBS_DIR}/libmlx5-rdmav34.so"])
     write_ld_config(root, [LIBDIR])
     return root
 
@@ -348,30 +352,67 @@ def test_verbs_providers_named_by_bound_driver_files(mpich_base: Path) -> None:
                                        Library(path=f"{VERBS_DIR}/lib*-rdmav*.so")))
     assert codes(deep_checks(listed, mpich_base)) == [
         "binds[0].source profile.verbs-provider-missing"]
+    # Listed under another path to the same directory (/lib -> usr/lib): still visible.
+    merged = with_(profile, libraries=(*profile.libraries, Library(
+        path="/lib/x86_64-linux-gnu/libibverbs/libmlx5-rdmav34.so")))
+    assert codes(deep_checks(merged, mpich_base)) == [
+        "binds[0].source profile.verbs-provider-missing"]
     # Binding a single driver file checks that file only.
     single = with_(base, binds=(BindSpec(source=f"{VERBS_CONF}/mlx5.driver"),))
     assert codes(deep_checks(single, mpich_base)) == [
         "binds[0].source profile.verbs-providers-hidden"]
 
 
-def test_libfabric_providers_beside_libfabric(mpi_wheel: Callable[[str], Path],
-                                             tmp_path: Path) -> None:
-    """PyPI MPICH 5.0.2 bundles libfabric with its providers in ``mpich/libfabric/``."""
-    wheel = mpi_wheel("mpich")
-    site = wheel_mpich_host(tmp_path / "bare", wheel, providers=False)
-    found = deep_checks(site.profile, site.root)
+@pytest.fixture(scope="module")
+def wheel_site(mpi_wheel: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+               ) -> HostSite:
+    """PyPI MPICH 5.0.2 at /opt/mpich/lib: libmpi.so.12 and libmpi_abi.so.1, libfabric with
+    its providers in ``mpich/libfabric/``, UCX with its modules in ``mpich/ucx/``."""
+    return wheel_mpich_host(tmp_path_factory.mktemp("deep-wheel") / "root",
+                            mpi_wheel("mpich"), providers=False)
+
+
+def test_libfabric_providers_beside_libfabric(wheel_site: HostSite) -> None:
+    found = deep_checks(wheel_site.profile, wheel_site.root)
+    assert errors(found) == []
     fabric = [f for f in found if f.code == "profile.libfabric-providers-hidden"]
     assert len(fabric) == 1 and fabric[0].severity == "warning"
     assert fabric[0].source.startswith("mpi.libraries[")
     directory = re.match(r"^(/\S+) holds (\d+) libfabric providers", fabric[0].message)
     assert directory, fabric[0].message
-    on_disk = site.root / directory.group(1).lstrip("/")
+    on_disk = wheel_site.root / directory.group(1).lstrip("/")
     assert on_disk.is_dir() and directory.group(1).endswith("/libfabric")
     assert int(directory.group(2)) == len({os.path.realpath(p) for p in on_disk.glob("*.so*")})
-    assert errors(found) == []
-    shown = wheel_mpich_host(tmp_path / "providers", wheel, providers=True)
-    assert not [f for f in deep_checks(shown.profile, shown.root)
-                if f.code.endswith("-hidden")]
+    assert "profile.ucx-modules-hidden" in [f.code for f in found]
+    shown = with_(wheel_site.profile, libraries=(
+        Library(path=f"{directory.group(1)}/*.so"),
+        Library(path=f"{posixpath.dirname(directory.group(1))}/ucx/*.so.0")))
+    assert not [f for f in deep_checks(shown, wheel_site.root) if f.code.endswith("-hidden")]
+
+
+def test_mpi_abi_claim_needs_the_abi_library(wheel_site: HostSite) -> None:
+    mpi = wheel_site.profile.mpi
+    assert mpi is not None and len(mpi.libraries) == 2  # libmpi.so.12, libmpi_abi.so.1
+    claimed = with_(wheel_site.profile, mpi=Mpi(family="mpi-abi", libraries=mpi.libraries))
+    assert errors(deep_checks(claimed, wheel_site.root)) == []
+    c_only = with_(claimed, mpi=Mpi(family="mpi-abi", libraries=mpi.libraries[:1]))
+    found = deep_checks(c_only, wheel_site.root)
+    assert codes(found, "error") == ["mpi.family profile.mpi-family-mismatch"]
+    assert "libmpi_abi.so" in errors(found)[0].message
+
+
+def test_bad_paths_never_raise(mpich_base: Path) -> None:
+    """Paths validate_profile rejects (NUL, relative, empty) are skipped, not a crash."""
+    profile = Profile(
+        schema=1, name="bad",
+        mpi=Mpi(family="mpich", libraries=(f"{LIBDIR}/x\x00y.so", "relative.so"),
+                library_dirs=("/a\x00b", "relative", ""), sonames=("libmpi.so.12", "a/b", "")),
+        libraries=(Library(path=f"{LIBDIR}/lib\x00*.so"), Library(path="rel/*.so"),
+                   Library(path=LIBDIR)),
+        binds=(BindSpec(source=f"{VERBS_CONF}\x00"), BindSpec(source="relative"),
+               BindSpec(source="")),
+        container=Container(preload=("\x00", "")))
+    assert isinstance(deep_checks(profile, mpich_base), list)
 
 
 def test_driver_names_of_the_real_driver_files() -> None:

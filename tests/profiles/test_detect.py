@@ -19,7 +19,7 @@ from hpcrun.profiles.detect import (
     render_detection,
 )
 from hpcrun.profiles.load import loads_profile
-from hpcrun.profiles.validate import deep_checks, validate_profile
+from hpcrun.profiles.validate import deep_checks, library_file_checks, validate_profile
 
 from .conftest import LIBDIR, MPICH_LIB, OPENMPI_LIB, copy_into, need, touch
 
@@ -134,7 +134,7 @@ def test_fake_cluster_is_detected(cluster_root: Path) -> None:
     again = loads_profile(text)
     assert again == profile
     assert validate_profile(again, cluster_root) == []
-    assert deep_checks(again, cluster_root) == []
+    assert library_file_checks(again, cluster_root) == []
 
 
 def test_unconfirmed_srun_plugin_is_a_guess(cluster_root: Path) -> None:

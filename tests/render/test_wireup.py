@@ -15,6 +15,7 @@ import pytest
 from hpcrun.errors import ConfigError
 from hpcrun.plan.model import INFO, WARNING, Request
 from hpcrun.profiles.model import Profile, Runtime, Wireup
+from hpcrun.render.runtimes import escape_container_value
 from hpcrun.render.wireup import (
     ARGV0,
     cleanenv_active,
@@ -105,8 +106,46 @@ def test_trampoline_forwards_exact_values(shell: str, runtime: str, prefix: str,
         if name in EXPECTED_MISSING:
             assert prefix + name not in seen
         else:
-            assert seen[prefix + name] == value, name
+            # Escaped exactly as the renderer escapes its own values (Apptainer evaluates
+            # them once more inside the container).
+            assert seen[prefix + name] == escape_container_value(value), name
     assert not [k for k in seen if k.startswith(prefix + "PATH")]
+
+
+def _emulate_container_shell(shell: str, name: str, rendered: str) -> bytes:
+    """What the application sees: Apptainer (>= 1.0) writes ``export NAME="VALUE"`` with
+    only ``"`` escaped into a script the container's shell sources."""
+    escaped = rendered.replace('"', '\\"')
+    script = f'export {name}="{escaped}"; printf "%s" "${name}"'
+    return subprocess.run([shell, "-c", script], stdout=subprocess.PIPE, check=True).stdout
+
+
+@pytest.mark.parametrize("shell", ["/bin/dash", "/bin/bash"])
+def test_values_arrive_in_the_app_byte_identical(shell: str, fake_runtime: Path) -> None:
+    """Trampoline (dash and bash) then Apptainer's evaluation (dash and bash): unchanged."""
+    wrapper = decide(PROFILE, req(cleanenv=True), "apptainer").wrapper
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **NASTY,
+           "SLURM_JOB_NAME": "a$b", "SLURM_TICK": "`x`\\\n\n", "SLURM_ONLY": "\\",
+           "SLURM_TRAIL": "$\n\n\n"}
+    seen, _ = run_trampoline(shell, wrapper, fake_runtime, env)
+    for name, value in env.items():
+        if name == "PATH" or name in EXPECTED_MISSING:
+            continue
+        for container_shell in ("/bin/dash", "/bin/bash"):
+            arrived = _emulate_container_shell(container_shell, name,
+                                               seen["APPTAINERENV_" + name])
+            assert arrived == value.encode(), (name, container_shell)
+
+
+def test_trampoline_escapes_like_the_renderer(fake_runtime: Path) -> None:
+    """One rule for both: the trampoline's sh escaping equals escape_container_value."""
+    values = ["a$b", "\\$`", "``", "\\\\", "x\n", "${A}\\", "'\"'", "\n$\n", "$$$$"]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env.update({f"PMI_V{i}": v for i, v in enumerate(values)})
+    seen, _ = run_trampoline("/bin/dash", decide(PROFILE, req(cleanenv=True), "apptainer")
+                             .wrapper, fake_runtime, env)
+    for i, value in enumerate(values):
+        assert seen[f"APPTAINERENV_PMI_V{i}"] == escape_container_value(value)
 
 
 def test_explicit_prefixed_value_wins(fake_runtime: Path) -> None:
@@ -147,7 +186,9 @@ def test_busybox_sh_runs_it_too(fake_runtime: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)["env"]
     assert seen["APPTAINERENV_SLURM_NEWLINES"] == NASTY["SLURM_NEWLINES"]
-    assert seen["APPTAINERENV_SLURM_DOLLAR"] == NASTY["SLURM_DOLLAR"]
+    assert seen["APPTAINERENV_SLURM_DOLLAR"] == escape_container_value(NASTY["SLURM_DOLLAR"])
+    assert seen["APPTAINERENV_SLURM_BACKSLASH"] == escape_container_value(
+        NASTY["SLURM_BACKSLASH"])
     assert "APPTAINERENV_OTHER" not in seen
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -12,11 +13,12 @@ import pytest
 
 from helpers.gpu_trees import amd_host, compile_library, cuda_image, nvidia_host
 from hpcrun.errors import UsageError
-from hpcrun.host.facts import GpuHost, HostFacts
+from hpcrun.host.facts import GpuHost, HostFacts, RuntimeInfo
 from hpcrun.host.gpu import probe_gpu
 from hpcrun.image.facts import ImageFacts
 from hpcrun.image.inspect import inspect_image
 from hpcrun.plan.model import ERROR, INFO, WARNING, Contribution, Request
+from hpcrun.plan.build import build_plan, gpu_active
 from hpcrun.profiles.model import Container, EnvSpec, Gpu, Profile
 from hpcrun.resolve.gpu import decide, image_gpu_userspace
 
@@ -183,25 +185,54 @@ def charliecloud_profile(gtl: Path) -> Profile:
 
 def test_charliecloud_binds_driver_and_gtl(tmp_path: Path, cudart: Path,
                                            node_535: HostFacts) -> None:
+    """The GPU stage binds the driver (kind "gpu"); the plan builder then sees a GPU as on
+    and binds, preloads and sets the profile's GTL and when = "gpu" entries exactly once."""
     gtl = compile_library(tmp_path / "gtl" / "libmpi_gtl_cuda.so.0", "libmpi_gtl_cuda.so.0")
     image = make_image(tmp_path, cudart)
-    result = decide(charliecloud_profile(gtl), REQUEST, node_535, image, "charliecloud")
+    profile = charliecloud_profile(gtl)
+    result = decide(profile, REQUEST, node_535, image, "charliecloud")
     assert result.flags == ()
     binds = {b.destination: b for b in result.binds}
     libcuda = binds["/.hpcrun/gpu/libcuda.so.1"]
     assert libcuda.source.endswith("/libcuda.so.1") and libcuda.kind == "gpu"
     assert "/.hpcrun/gpu/libnvidia-ml.so.1" in binds
     assert binds["/.hpcrun/gpu/bin/nvidia-smi"].source == "/usr/bin/nvidia-smi"
-    assert binds["/.hpcrun/gpu/libmpi_gtl_cuda.so.0"].source == str(gtl)
-    assert result.preload == ("/.hpcrun/gpu/libmpi_gtl_cuda.so.0",)
+    assert {b.kind for b in result.binds} == {"gpu"}  # GTL is left to the plan builder
+    assert result.preload == () and result.env == ()
     assert result.library_path == ("/.hpcrun/gpu",)
-    assert [(e.name, e.value, e.source) for e in result.env] == [
-        ("MPICH_GPU_SUPPORT_ENABLED", "1", "gpu")]
     found = codes(result)
     assert found["charliecloud-bind-destination"] == WARNING
     assert found["charliecloud-gpu-devices"] == INFO
     missing = next(d for d in result.diagnostics if d.code == "charliecloud-bind-destination")
     assert "/.hpcrun/gpu/libcuda.so.1" in missing.message
+
+    host = dataclasses.replace(node_535, runtime=RuntimeInfo(kind="charliecloud"))
+    plan = build_plan(profile, REQUEST, host, image, [result], None, {})
+    assert gpu_active([result])
+    gtl_binds = [b for b in plan.binds if b.source == str(gtl)]
+    assert [b.destination for b in gtl_binds] == ["/.hpcrun/lib/libmpi_gtl_cuda.so.0"]
+    env = [(e.name, e.value) for e in plan.env]
+    assert env.count(("MPICH_GPU_SUPPORT_ENABLED", "1")) == 1
+    assert ("LD_PRELOAD", "/.hpcrun/lib/libmpi_gtl_cuda.so.0") in env
+    assert not {"gpu-libraries-skipped", "gpu-variable-skipped"} & {
+        d.code for d in plan.diagnostics}
+    argv = plan.invocation.argv
+    assert argv.count("--set-env=MPICH_GPU_SUPPORT_ENABLED=1") == 1
+    assert argv.count(f"{gtl}:/.hpcrun/lib/libmpi_gtl_cuda.so.0") == 1
+
+
+def test_charliecloud_without_driver_libraries_is_off(tmp_path: Path, cudart: Path) -> None:
+    """Forced --gpu nvidia on a node without driver libraries: no binds, a warning, and
+    the builder's GPU-only entries are skipped (with their notes)."""
+    gtl = compile_library(tmp_path / "libmpi_gtl_cuda.so.0", "libmpi_gtl_cuda.so.0")
+    request = dataclasses.replace(REQUEST, gpu="nvidia")
+    result = decide(charliecloud_profile(gtl), request, CPU_NODE, None, "charliecloud")
+    assert result.binds == () and not gpu_active([result])
+    assert codes(result)["charliecloud-gpu-no-driver"] == WARNING
+    host = HostFacts(runtime=RuntimeInfo(kind="charliecloud"))
+    plan = build_plan(charliecloud_profile(gtl), request, host, None, [result], None, {})
+    assert {"gpu-libraries-skipped", "gpu-variable-skipped"} <= {
+        d.code for d in plan.diagnostics}
 
 
 def test_charliecloud_unknown_image_layout_says_nothing_more(node_535: HostFacts) -> None:
@@ -229,7 +260,7 @@ def test_charliecloud_binds_work_with_real_ch_run(tmp_path: Path, cudart: Path,
                                                   node_535_root: Path,
                                                   node_535: HostFacts) -> None:
     """ch-run really mounts the planned binds: the container sees the node's libcuda and
-    the GTL library under /.hpcrun/gpu, byte for byte."""
+    the GTL library under /.hpcrun/lib, byte for byte."""
     ch_run = shutil.which("ch-run")
     busybox = shutil.which("busybox")
     if ch_run is None or busybox is None:
@@ -240,8 +271,10 @@ def test_charliecloud_binds_work_with_real_ch_run(tmp_path: Path, cudart: Path,
     shutil.copy2(busybox, root / "bin" / "busybox")
     profile = Profile(schema=1, name="site", gpu=Gpu(libraries=(str(gtl),)))
     result = decide(profile, REQUEST, node_535, image, "charliecloud")
+    host = dataclasses.replace(node_535, runtime=RuntimeInfo(kind="charliecloud"))
+    plan = build_plan(profile, REQUEST, host, image, [result], None, {})
     argv = [ch_run]
-    for bind in result.binds:
+    for bind in plan.binds:
         # The node was probed under a fake root: its host paths live below that root.
         source = bind.source if bind.source == str(gtl) else \
             str(node_535_root / bind.source.lstrip("/"))
@@ -250,7 +283,7 @@ def test_charliecloud_binds_work_with_real_ch_run(tmp_path: Path, cudart: Path,
         placeholder.write_text("")
         argv += ["-b", f"{source}:{bind.destination}"]
     argv += [str(root), "--", "/bin/busybox", "sha256sum", "/.hpcrun/gpu/libcuda.so.1",
-             "/.hpcrun/gpu/libmpi_gtl_cuda.so.0"]
+             "/.hpcrun/lib/libmpi_gtl_cuda.so.0"]
     proc = subprocess.run(argv, capture_output=True, text=True,
                           env={**os.environ, "USER": "root"})
     assert proc.returncode == 0, proc.stderr

@@ -259,3 +259,13 @@ def test_split_helpers() -> None:
     assert standin.split_list(r"a\,b:c,d") == [r"a\,b:c", "d"]
     assert standin.parse_bind(r"/x\:y:/z:ro") == ("/x:y", "/z", True)
     assert standin.parse_bind("/x") == ("/x", "/x", False)
+
+
+def test_option_forms_pwd_and_contain(busybox: BuiltImage, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x\n")
+    proc = sh(busybox.sandbox, "cat /eq/f; pwd", f"--bind={tmp_path}:/eq", "--pwd", "/etc")
+    assert proc.stdout.splitlines() == ["x", "/etc"], proc.stderr
+    contained = sh(busybox.sandbox, "test -e f || echo no-cwd; ls /tmp | grep -c . || true",
+                   "--contain", cwd=tmp_path)
+    assert contained.stdout.splitlines()[0] == "no-cwd"
+    assert contained.stdout.splitlines()[1] == "0"

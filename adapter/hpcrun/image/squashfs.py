@@ -341,9 +341,12 @@ class SquashfsBackend:
             try:
                 self._codec = decompressor(self.compression)
             except ImageError as exc:
-                raise ImageError(
-                    f"{self.name}: {exc.message}", hint=exc.hint or _UNSUPPORTED_HINT
-                ) from None
+                hint = (
+                    f"{exc.hint}; or extract the image with `unsquashfs -d DIR IMAGE`"
+                    if exc.hint
+                    else _UNSUPPORTED_HINT
+                )
+                raise ImageError(f"{self.name}: {exc.message}", hint=hint) from None
         try:
             return self._codec(raw, limit)
         except ImageError as exc:

@@ -72,8 +72,11 @@ def _runtime_binary(profile: Profile, host: HostFacts, kind: str) -> str:
 
 
 def gpu_active(contributions: Sequence[Contribution]) -> bool:
-    """Whether a GPU runtime flag (--nv, --nvccli, --rocm) is active in the contributions."""
-    return any(flag.flag in GPU_FLAGS for c in contributions for flag in c.flags)
+    """Whether a GPU is on: a GPU runtime flag (--nv, --nvccli, --rocm), or -- for
+    Charliecloud, whose ch-run has no such flag -- binds of kind ``"gpu"`` (the driver the
+    GPU stage binds itself).  Decides ``gpu.libraries`` and ``when = "gpu"`` variables."""
+    return any(flag.flag in GPU_FLAGS for c in contributions for flag in c.flags) or any(
+        bind.kind == "gpu" for c in contributions for bind in c.binds)
 
 
 def is_library_dir(path: str) -> bool:
@@ -309,7 +312,7 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
             if inside:
                 preload.append(inside)
     elif profile.gpu.libraries:
-        b.diag(INFO, "gpu-libraries-skipped", "gpu.libraries not bound: no GPU flag is active",
+        b.diag(INFO, "gpu-libraries-skipped", "gpu.libraries not bound: no GPU is active",
                source="gpu.libraries")
     for contribution in contributions:
         b.binds.extend(contribution.binds)
@@ -342,7 +345,7 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
         key = f"env[{i}]"
         if spec.when == "gpu" and not gpu:
             b.diag(INFO, "gpu-variable-skipped", f"{key}: {spec.name} applies only with a GPU "
-                   "flag: not set", source=key)
+                   "(none is active): not set", source=key)
             continue
         scopes = ("container", "launcher") if spec.scope == "both" else (spec.scope,)
         for scope in scopes:
@@ -358,9 +361,17 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
         for flag in contribution.flags:
             if flag.flag not in [f.flag for f in flags]:
                 flags.append(flag)
-    if request.cleanenv and "--cleanenv" not in [f.flag for f in flags]:
-        flags.append(Flag("--cleanenv", "--cleanenv requested"))
     kind = host.runtime.kind or "apptainer"
+    if request.cleanenv and kind == "charliecloud":
+        # ch-run's only tool, --unset-env=GLOB, would also drop the per-rank wire-up
+        # variables the launcher sets after hpcrun ran; no flag, no silent half-measure.
+        b.diag(WARNING, "cleanenv-not-supported", "--cleanenv: ch-run has no clean-environment "
+               "option that keeps the launcher's wire-up variables, so hpcrun does not clean "
+               "the environment: the container keeps the caller's variables",
+               "to drop specific variables, add ch-run's --unset-env=GLOB to runtime.options "
+               "(sparing PMI_*, PMIX_*, SLURM_*)", source="--cleanenv")
+    elif request.cleanenv and "--cleanenv" not in [f.flag for f in flags]:
+        flags.append(Flag("--cleanenv", "--cleanenv requested"))
     options = (*profile.runtime.options, *request.runtime_options)
     if kind == "charliecloud":
         if flags:

@@ -2,9 +2,11 @@
 
 :func:`validate_profile` is cheap (stat calls only): every host path is looked up under
 ``root`` (``/`` in production, a fake tree in tests), and the values are checked for what
-the runtimes can express.  :func:`deep_checks` also opens every library file the profile
-names and checks that it is an ELF shared object of this host's architecture (or reports
-a GNU ld script, which the dynamic loader cannot load).
+the runtimes can express.  :func:`deep_checks` also opens the library files: each must be
+an ELF shared object of this host's architecture (a GNU ld script is reported), every
+``DT_NEEDED`` of their closure must be found as the host's loader finds it, the MPI
+libraries must be the family and version ``[mpi]`` claims, and the providers opened at
+run time (verbs, libfabric, UCX) must exist and be visible in the container.
 """
 
 from __future__ import annotations
@@ -442,12 +444,17 @@ def deep_checks(profile: Profile, root: Path = Path("/"), machine: str = "") -> 
 # --- deep: the closure ---------------------------------------------------------------------
 
 
+def _usable(path: str) -> bool:
+    """Whether a profile path can be looked up at all (validate_profile reports the rest)."""
+    return path.startswith("/") and not bind_syntax_problem(path)
+
+
 def _closure(profile: Profile, root: Path, paths: Sequence[str]) -> Closure:
     from hpcrun.resolve.closure import host_closure
 
     library_path: Tuple[str, ...] = ()
     if profile.mpi is not None and profile.mpi.family != "none":
-        library_path = tuple(profile.mpi.library_dirs)
+        library_path = tuple(d for d in profile.mpi.library_dirs if _usable(d))
     return host_closure(list(dict.fromkeys(paths)), root=root, library_path=library_path)
 
 
@@ -656,13 +663,13 @@ def _under(path: str, directory: str) -> bool:
 
 
 class _Visibility:
-    """What the profile makes visible in the container: its library roots (by path and by
-    real file) and its bind sources."""
+    """What the profile makes visible in the container: its library roots (by path, and by
+    real file with the names they are listed under) and its bind sources."""
 
-    def __init__(self, paths: Set[str], reals: Set[str],
+    def __init__(self, paths: Set[str], names: Dict[str, Set[str]],
                  binds: Sequence[Tuple[str, str, str]]) -> None:
         self.paths = paths
-        self.reals = reals
+        self.names = names  # real file -> the file names it is listed under
         self.binds = binds  # (key, source, real source)
 
     @classmethod
@@ -670,14 +677,17 @@ class _Visibility:
         from hpcrun.resolve.closure import resolve_host_path
 
         paths = {path for _key, path in roots}
-        reals = {resolve_host_path(root, path)[0] for path in paths}
+        names: Dict[str, Set[str]] = {}
+        for path in paths:
+            names.setdefault(resolve_host_path(root, path)[0], set()).add(
+                posixpath.basename(path))
         binds = []
         for index, bind in enumerate(profile.binds):
-            if bind.source.startswith("/"):
+            if _usable(bind.source):
                 source = posixpath.normpath(bind.source)
                 binds.append((f"binds[{index}].source", source,
                               resolve_host_path(root, source)[0]))
-        return cls(paths, reals, binds)
+        return cls(paths, names, binds)
 
     def bind_of(self, path: str, real: str = "") -> str:
         """The key of the bind that makes ``path`` visible, or ""."""
@@ -687,8 +697,11 @@ class _Visibility:
         return ""
 
     def shows(self, path: str, real: str, by_real: bool) -> bool:
-        """Whether the file at ``path`` (``real`` after links) is visible in the container."""
-        if path in self.paths or (by_real and real in self.reals):
+        """Whether the file at ``path`` (``real`` after links) is visible in the container:
+        listed (``by_real``: under any name; else under its own file name, which is what
+        a dlopen by name needs) or under a bind."""
+        listed = self.names.get(real, set())
+        if path in self.paths or (listed and (by_real or posixpath.basename(path) in listed)):
             return True
         return bool(self.bind_of(path, real))
 
@@ -705,7 +718,8 @@ def driver_names(text: str) -> List[str]:
 
 def _verbs_dirs(profile: Profile, root: Path, closure: Closure) -> List[str]:
     """Directories libibverbs loads providers from: ``libibverbs/`` beside it (its
-    compiled-in directory on current rdma-core), then the loader's search path."""
+    compiled-in directory on current rdma-core), then the loader's search path; canonical
+    host paths (symbolic links resolved), each once."""
     from hpcrun.resolve import hostlibs
     from hpcrun.resolve.closure import resolve_host_path
 
@@ -714,7 +728,7 @@ def _verbs_dirs(profile: Profile, root: Path, closure: Closure) -> List[str]:
         if lib.soname.startswith("libibverbs.so"):
             bases += [posixpath.dirname(lib.path), posixpath.dirname(lib.real_path)]
     if profile.mpi is not None:
-        bases += list(profile.mpi.library_dirs)
+        bases += [d for d in profile.mpi.library_dirs if _usable(d)]
     architecture = closure.architecture or platform.machine()
     bases += list(hostlibs.ld_so_conf_dirs(root))
     bases += list(hostlibs.default_dirs(root, closure.elf_class or 64, architecture))
@@ -725,7 +739,7 @@ def _verbs_dirs(profile: Profile, root: Path, closure: Closure) -> List[str]:
             real, exists = resolve_host_path(root, directory)
             if exists and real not in seen and host_path(root, real).is_dir():
                 seen.add(real)
-                out.append(directory)
+                out.append(real)
     return out
 
 
@@ -820,6 +834,7 @@ def _module_dirs(root: Path, closure: Closure, keys: Dict[str, str],
                 if not exists or real_dir in done or not host_path(root, real_dir).is_dir():
                     continue
                 done.add(real_dir)
+                directory = real_dir  # the canonical place, what a bind or glob should name
                 modules = _module_files(root, directory)
                 hidden = sorted(min(names, key=len) for real, names in modules.items()
                                 if not any(visible.shows(posixpath.join(directory, n), real,

@@ -7,7 +7,8 @@ Apptainer / Singularity
     Binds go into ``APPTAINER_BINDPATH`` / ``SINGULARITY_BINDPATH`` as comma-separated
     ``src[:dst[:ro]]``; a backslash escapes ``,`` and ``:`` in a path.  A path with a
     control character (newline, tab, ...) or a backslash cannot be written there: error.
-    A bind path the caller already set (a site module) is kept, ours are appended.
+    A bind path the caller already set (a site module) is kept, ours are appended, except
+    the ``src:dst`` pairs it already holds (compared parsed, escapes honoured).
 
     Container variables go into ``APPTAINERENV_NAME`` / ``SINGULARITYENV_NAME``.  Apptainer
     (>= 1.0) and SingularityCE (>= 3.10) write them into a script the container's shell
@@ -78,9 +79,52 @@ def bind_spec(bind: Bind) -> str:
     return f"{source}:{destination}"
 
 
+def parse_bind_path(value: str) -> List[Tuple[str, ...]]:
+    """Split a bind-path value into entries of fields: unescaped ``,`` separates entries,
+    unescaped ``:`` fields; a backslash makes the next character literal.  Empty entries
+    are dropped."""
+    entries: List[Tuple[str, ...]] = []
+    fields: List[str] = []
+    current: List[str] = []
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, "\\"))
+        elif char == ":":
+            fields.append("".join(current))
+            current = []
+        elif char == ",":
+            fields.append("".join(current))
+            if any(fields):
+                entries.append(tuple(fields))
+            fields, current = [], []
+        else:
+            current.append(char)
+    fields.append("".join(current))
+    if any(fields):
+        entries.append(tuple(fields))
+    return entries
+
+
+def _bind_key(fields: Tuple[str, ...]) -> Tuple[str, str]:
+    """(source, destination) of a parsed bind-path entry; the destination defaults to the
+    source.  Options (``ro``) do not make a second bind of the same pair useful."""
+    source = fields[0]
+    destination = fields[1] if len(fields) > 1 and fields[1] else source
+    return source.rstrip("/") or "/", destination.rstrip("/") or "/"
+
+
+# Characters the container's shell evaluates in an APPTAINERENV_ value (Apptainer escapes
+# ``"`` itself).  Backslash comes first: the escapes added for the others must not be
+# doubled.  The wire-up trampoline (``hpcrun.render.wireup``) applies the same rule in sh.
+EVALUATED_CHARS = ("\\", "$", "`")
+
+
 def escape_container_value(value: str) -> str:
     """Escape a literal value for APPTAINERENV_*: the container's shell evaluates it."""
-    return value.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")
+    for char in EVALUATED_CHARS:
+        value = value.replace(char, "\\" + char)
+    return value
 
 
 def _same(value: str) -> str:
@@ -137,9 +181,13 @@ def _apptainer(plan: Plan, syntax: RuntimeSyntax, environ: Mapping[str, str], fl
             diags.append(Diagnostic(ERROR, "bind-inexpressible", str(error),
                                     "rename the path or bind a parent directory",
                                     bind.reason.split(":")[0]))
+    existing = environ.get(syntax.bind_var, "")
+    if existing:
+        # A site module (``hpcrun module``) may already carry the same binds.
+        present = {_bind_key(entry) for entry in parse_bind_path(existing)}
+        specs = [spec for spec in specs if _bind_key(parse_bind_path(spec)[0]) not in present]
     if specs:
         value = ",".join(specs)
-        existing = environ.get(syntax.bind_var, "")
         env_set.append((syntax.bind_var, existing + "," + value if existing else value))
     legacy = flavour == "singularity" and _older_than(version, (3, 10))
     for name, entries in _grouped(plan.env, "container"):

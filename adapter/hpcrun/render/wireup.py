@@ -10,14 +10,18 @@ put between the launcher and the runtime::
     srun ... /bin/sh -c '<script>' hpcrun-wireup apptainer exec ... IMAGE CMD...
 
 For each variable whose *name* matches the patterns it exports ``<PREFIX>ENV_<name>``
-with the exact value, unless that prefixed variable is already set (an explicit
+with the value, unless that prefixed variable is already set (an explicit
 ``--env`` wins), then ``exec "$@"``: the runtime's argv is untouched.  Names come from
 ``awk``'s ``ENVIRON`` (names cannot hold newlines, values can), each is checked to be a
-shell identifier, and values are copied with ``eval "export P$n=\\"\\${$n}\\""``, a double-
-quoted expansion that never re-parses the value: newlines, quotes, ``$`` and backslashes
-arrive byte for byte.  Apptainer itself then shell-evaluates ``*ENV_`` values inside the
-container unless ``--no-eval`` is given; wire-up values (ports, ranks, hostnames) never
-contain ``$`` or backquotes, so that does not matter for them.
+shell identifier, and values are copied with ``eval "_hpcrun_v=\\${$n}"``, a double-
+quoted expansion that never re-parses the value.  Apptainer then evaluates ``*ENV_`` values
+once more in the container's shell (``export NAME="VALUE"``, only ``"`` escaped; see
+``hpcrun.render.runtimes``), so a value holding ``\\``, ``$`` or a backquote (a job name
+``a$b``) gets those backslash-escaped first -- the same rule as
+:func:`~hpcrun.render.runtimes.escape_container_value`, applied by parameter expansion only
+when such a character is present (no subprocess, trailing newlines kept).  Values arrive in
+the application byte for byte.  (Runtime option ``--no-eval`` is not special-cased: with it
+the escapes would stay visible.)
 
 Charliecloud: ``ch-run`` passes the environment through unless ``--unset-env`` says
 otherwise, so no trampoline is used; with ``--unset-env`` a warning says which patterns it
@@ -32,6 +36,7 @@ from typing import Iterable, List, Tuple
 from hpcrun.errors import ConfigError, UsageError
 from hpcrun.plan.model import INFO, WARNING, Contribution, Diagnostic, Request
 from hpcrun.profiles.model import Profile
+from hpcrun.render.runtimes import EVALUATED_CHARS
 
 # Name patterns (shell globs) always forwarded: per-rank wire-up of Slurm, PMI-1/2, PMIx,
 # Open MPI and PRRTE, HPE/Cray PALS, and the GPUs Slurm assigns to each task.
@@ -100,7 +105,10 @@ def trampoline_script(patterns: Iterable[str], prefix: str, where: str = "wireup
 
     Run as ``sh -c SCRIPT hpcrun-wireup RUNTIME ARGS...``.  ``awk`` lists the matching
     names (identifiers only, so a strange name can never reach ``eval``); ``eval`` copies
-    each value with a plain double-quoted expansion; ``exec "$@"`` starts the runtime.
+    each value with a plain double-quoted expansion; a value holding one of
+    :data:`~hpcrun.render.runtimes.EVALUATED_CHARS` gets them backslash-escaped (by
+    parameter expansion, no subprocess, so trailing newlines survive), because Apptainer
+    evaluates ``*ENV_`` values again in the container; ``exec "$@"`` starts the runtime.
     """
     if not re.match(r"^[A-Z][A-Z0-9_]*_$", prefix):
         raise UsageError(f"bad variable prefix {prefix!r}")
@@ -109,8 +117,18 @@ def trampoline_script(patterns: Iterable[str], prefix: str, where: str = "wireup
         return 'exec "$@"'
     awk = ("awk 'BEGIN{for(k in ENVIRON)if(k~/^[A-Za-z_][A-Za-z0-9_]*$/"
            f"&&k~/^({alternatives})$/)print k}}'")
-    return (f'for _hpcrun_n in $({awk}); do eval "[ -n \\"\\${{{prefix}$_hpcrun_n+x}}\\" ] || '
-            f'export {prefix}$_hpcrun_n=\\"\\${{$_hpcrun_n}}\\""; done; exec "$@"')
+    # _hpcrun_q C: put a backslash before every C in $_hpcrun_v.
+    quote = ('_hpcrun_q() { _hpcrun_o=; while :; do case $_hpcrun_v in *"$1"*) '
+             '_hpcrun_o=$_hpcrun_o${_hpcrun_v%%"$1"*}\\\\$1; _hpcrun_v=${_hpcrun_v#*"$1"};; '
+             '*) break;; esac; done; _hpcrun_v=$_hpcrun_o$_hpcrun_v; }; ')
+    quoted = [f"'{c}'" for c in EVALUATED_CHARS]  # none of them is a single quote
+    any_special = "|".join(f"*{q}*" for q in quoted)
+    escape = "; ".join(f"_hpcrun_q {q}" for q in quoted)
+    return (quote + f'for _hpcrun_n in $({awk}); do '
+            f'eval "_hpcrun_s=\\${{{prefix}$_hpcrun_n+x}} _hpcrun_v=\\${{$_hpcrun_n}}"; '
+            '[ -n "$_hpcrun_s" ] && continue; '
+            f'case $_hpcrun_v in {any_special}) {escape};; esac; '
+            f'export "{prefix}$_hpcrun_n=$_hpcrun_v"; done; exec "$@"')
 
 
 def decide(profile: Profile, request: Request, runtime: str) -> Contribution:

@@ -1,4 +1,4 @@
-"""The GPU decision: ``--nv`` / ``--rocm`` (or Charliecloud's equivalent binds), GTL, checks.
+"""The GPU decision: ``--nv`` / ``--rocm`` (or Charliecloud's equivalent binds), checks.
 
 Pure: reads nothing but its arguments (plus a few ``stat`` calls on a sandbox image to say
 which Charliecloud bind destinations are missing).
@@ -17,10 +17,12 @@ create bind destinations: for a sandbox directory image a diagnostic lists the o
 it lacks.
 
 GPU-aware MPI: ``gpu.libraries`` (GTL) are bound and preloaded, and the profile's ``env``
-entries with ``when = "gpu"`` applied, only when a GPU is on.  With Apptainer/Singularity
-the plan builder (``hpcrun.plan.build``) does both when the flags hold ``--nv``/``--rocm``,
-so they are not repeated here; Charliecloud has no flag to key on, so for it this stage
-returns the GTL binds, their ``preload`` entries and the ``when = "gpu"`` EnvVars itself.
+entries with ``when = "gpu"`` applied, only when a GPU is on -- by the plan builder alone
+(``hpcrun.plan.build``), for every runtime, so they are applied exactly once.  The builder
+counts a GPU as on when this stage returns a GPU flag (``--nv``/``--rocm``) or, for
+Charliecloud, binds of kind ``"gpu"`` (see :func:`hpcrun.plan.build.gpu_active`).  A
+Charliecloud GPU with no driver library found on the node binds nothing: a warning says so
+and the GPU counts as off.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import List, Optional, Tuple
 from hpcrun.errors import UsageError
 from hpcrun.host.facts import HostFacts
 from hpcrun.image.facts import ImageFacts
-from hpcrun.plan.model import INFO, WARNING, Bind, Contribution, Diagnostic, EnvVar, Flag, Request
+from hpcrun.plan.model import INFO, WARNING, Bind, Contribution, Diagnostic, Flag, Request
 from hpcrun.profiles.model import Profile
 from hpcrun.resolve.cuda import check_driver, image_cuda_version
 
@@ -134,19 +136,6 @@ def _choose(vendor: str, why: str, host: HostFacts, image: Optional[ImageFacts])
     return "none", why, tuple(found)
 
 
-def _gpu_env(profile: Profile) -> Tuple[EnvVar, ...]:
-    """The profile's ``when = "gpu"`` env entries as EnvVars (Charliecloud: no flag to key on)."""
-    out: List[EnvVar] = []
-    for index, spec in enumerate(profile.env):
-        if spec.when != "gpu":
-            continue
-        scopes = ("container", "launcher") if spec.scope == "both" else (spec.scope,)
-        for scope in scopes:
-            out.append(EnvVar(spec.name, spec.value, scope=scope, action=spec.action,
-                              source="gpu", reason=spec.reason or f"env[{index}] (when = gpu)"))
-    return tuple(out)
-
-
 def _missing_destinations(image: Optional[ImageFacts], destinations: List[str]) -> Optional[
         List[str]]:
     """For a sandbox directory image: the destinations it lacks; None when unknown."""
@@ -161,8 +150,8 @@ def decide(profile: Profile, request: Request, host: HostFacts, image: Optional[
     """Decide GPU support for one launch; see the module docstring for the rules.
 
     ``runtime`` is apptainer, singularity or charliecloud.  Returns the flag (with its
-    reason), or for Charliecloud the driver, tool and GTL binds with their LD_PRELOAD and
-    ``when = "gpu"`` entries; and diagnostics:
+    reason), or for Charliecloud the driver library and tool binds (kind ``"gpu"``) with
+    their ``library_path``; and diagnostics:
     CUDA-vs-driver errors and warnings (``hpcrun.resolve.cuda``), CUDA in the image without
     a GPU on the node, a GPU forced on a node without one.
     """
@@ -180,14 +169,14 @@ def decide(profile: Profile, request: Request, host: HostFacts, image: Optional[
     gpu_dir = prefix + "/gpu"
     binds: List[Bind] = []
     flags: Tuple[Flag, ...] = ()
-    env: Tuple[EnvVar, ...] = ()
     library_path: List[str] = []
     if runtime == "charliecloud":
         for soname, path in host.gpu.libraries:
             binds.append(Bind(path, posixpath.join(gpu_dir, soname), read_only=True,
                               reason=f"{chosen} driver library {soname} (ch-run has no "
                                      f"{FLAG[chosen]})", kind="gpu"))
-        for tool in host.gpu.tools:
+        # Tools without the driver are useless, and any "gpu" bind turns the GPU on.
+        for tool in host.gpu.tools if host.gpu.libraries else ():
             binds.append(Bind(tool, posixpath.join(gpu_dir, "bin", posixpath.basename(tool)),
                               read_only=True, reason=f"{chosen} driver tool", kind="gpu"))
         if host.gpu.libraries:
@@ -197,19 +186,16 @@ def decide(profile: Profile, request: Request, host: HostFacts, image: Optional[
                 INFO, "charliecloud-gpu-devices",
                 f"GPU device nodes ({' '.join(host.gpu.devices[:4])}) reach the container "
                 "through ch-run's bind of the host /dev", source="runtime charliecloud"))
-        env = _gpu_env(profile)
+        if not host.gpu.libraries:
+            found.append(Diagnostic(
+                WARNING, "charliecloud-gpu-no-driver",
+                f"{reason}, but no {chosen} driver library was found in this node's "
+                "ld.so.cache: ch-run gets no GPU binds (and gpu.libraries / when = \"gpu\" "
+                "variables are not applied)",
+                hint="run on a GPU node, or refresh the node's ld.so.cache (ldconfig)",
+                source="runtime charliecloud"))
     else:
         flags = (Flag(FLAG[chosen], reason),)
-
-    preload: List[str] = []
-    for index, path in enumerate(profile.gpu.libraries if runtime == "charliecloud" else ()):
-        destination = posixpath.join(gpu_dir, posixpath.basename(path))
-        binds.append(Bind(path, destination, read_only=True,
-                          reason=f"gpu.libraries[{index}]: GPU-aware MPI (GTL), {chosen} on",
-                          kind="library"))
-        preload.append(destination)
-        if gpu_dir not in library_path:
-            library_path.append(gpu_dir)
 
     if runtime == "charliecloud" and binds:
         destinations = [b.destination for b in binds]
@@ -228,5 +214,5 @@ def decide(profile: Profile, request: Request, host: HostFacts, image: Optional[
                      f"files), or copy the driver into the image with ch-fromhost {fromhost}",
                 source="runtime charliecloud"))
 
-    return Contribution(binds=tuple(binds), env=env, flags=flags, diagnostics=tuple(found),
-                        library_path=tuple(library_path), preload=tuple(preload))
+    return Contribution(binds=tuple(binds), flags=flags, diagnostics=tuple(found),
+                        library_path=tuple(library_path))
