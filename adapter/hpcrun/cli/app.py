@@ -9,12 +9,17 @@ import typer
 from hpcrun import __version__
 
 
-def build() -> typer.Typer:
-    """Create the typer app and let each subcommand module register itself."""
+def build(only: str = "") -> typer.Typer:
+    """Create the typer app and let each subcommand module register itself.
+
+    With ``only`` (the subcommand being run) just that module is imported and registered:
+    each subcommand costs its own imports, not everyone's.
+    """
     app = typer.Typer(
         name="hpcrun",
         help="Run MPI/GPU containers with the host MPI (the bind model).\n\n"
-        "Launch: hpcrun [--site S] [OPTIONS] [srun|mpirun|mpiexec ...] IMAGE COMMAND...",
+        "Launch: hpcrun \\[--site S] \\[OPTIONS] \\[srun|mpirun|mpiexec ...] IMAGE COMMAND...\n\n"
+        "Run `hpcrun --site S --help` for the launch options.",
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
@@ -26,10 +31,12 @@ def build() -> typer.Typer:
             typer.echo(f"hpcrun {__version__}")
             raise typer.Exit(0)
 
-    from hpcrun.cli import check, env, inspect, module, site
+    import importlib
 
-    for module_ in (site, inspect, check, env, module):
-        module_.register(app)
+    from hpcrun.cli.main import SUBCOMMANDS
+
+    for name in (only,) if only in SUBCOMMANDS else SUBCOMMANDS:
+        importlib.import_module(f"hpcrun.cli.{name}").register(app)
     return app
 
 
@@ -37,7 +44,7 @@ def run_app(args: List[str]) -> int:
     """Run the typer app; HpcrunError propagates to ``hpcrun.cli.main``."""
     import click
 
-    app = build()
+    app = build(args[0] if args and not args[0].startswith("-") else "")
     try:
         result = app(args=args, prog_name="hpcrun", standalone_mode=False)
     except click.exceptions.Exit as done:

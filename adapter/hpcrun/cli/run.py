@@ -29,7 +29,7 @@ usage: hpcrun [OPTIONS] [srun|mpirun|mpiexec [LAUNCHER-OPTIONS]] IMAGE COMMAND..
 Run COMMAND from the container IMAGE with the host's MPI (the bind model).
 
 options (before the launcher):
-  --site S              site profile name or file (default: detected)
+  --site S              site profile name or file (default: $HPCRUN_SITE)
   --runtime R           apptainer | singularity | charliecloud
   --image PATH          the image, when hpcrun cannot tell where it starts
   --gpu nvidia|rocm     enable the GPU runtime flag;  --no-gpu  disable it

@@ -53,6 +53,30 @@ def is_compiler_runtime(name: str) -> bool:
     return _RUNTIME.match(name.rsplit("/", 1)[-1]) is not None
 
 
+# Plugin directories a library finds beside itself: UCX's libucs opens its transport
+# modules from ``ucx/`` next to its own file (found with dladdr); libfabric's providers sit
+# in ``libfabric/`` next to libfabric.so, but libfabric looks there through a compiled-in
+# absolute path, so a moved copy needs ``FI_PROVIDER_PATH``.  name -> (owner's file-name
+# stem, variable that points the owner at the directory or "").  Open MPI's and PMIx's
+# component directories are compiled-in absolute paths: they keep their host path.
+PLUGIN_DIRS: Dict[str, Tuple[str, str]] = {
+    "ucx": ("libucs.so", ""),
+    "libfabric": ("libfabric.so", "FI_PROVIDER_PATH"),
+}
+
+
+def plugin_subdir(path: str) -> str:
+    """``ucx`` / ``libfabric`` when ``path`` is a module inside such a plugin directory
+    (not the owning library itself, which may live there too: Intel MPI's
+    ``libfabric/libfabric.so.1``), else ""."""
+    parent, name = path.rstrip("/").rsplit("/", 1) if "/" in path else ("", path)
+    sub = parent.rsplit("/", 1)[-1]
+    owner = PLUGIN_DIRS.get(sub)
+    if owner is None or name.startswith(owner[0]):
+        return ""
+    return sub
+
+
 # Multiarch triplets by ``uname -m`` (Debian/Ubuntu directory names).
 TRIPLETS: Dict[str, str] = {
     "x86_64": "x86_64-linux-gnu",

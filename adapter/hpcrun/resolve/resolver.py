@@ -348,19 +348,36 @@ def _covering(host_path: str, bound_dirs: Dict[str, str]) -> Optional[str]:
 
 
 def _place(closure: Closure, bound: Sequence[HostLibrary], layout: _Layout, root: Path,
-           origin: Dict[str, str]) -> None:
+           origin: Dict[str, str]) -> Dict[str, str]:
     """Bind each bound closure library under the names the loader will ask for.
 
     A directory reached through an ``$ORIGIN/...`` entry is bound whole (it is the
     package's own, like the MPICH wheel's ``mpich/``: its dlopened UCX modules and libfabric
     providers come along); files inside it are then not bound again one by one.
+
+    A module in a plugin directory (``hostlibs.PLUGIN_DIRS``: UCX's ``ucx/``, libfabric's
+    ``libfabric/``) listed by the profile goes into the same subdirectory beside its owner's
+    container copy (``/.hpcrun/lib/ucx/libuct_ib.so.0`` next to ``/.hpcrun/lib/libucs.so.0``).
+    Returns those modules: host path -> container directory.
     """
+    plugins: Dict[str, str] = {}
     for lib in closure.libraries:
         layout.dirs[lib.path] = _container_dir(lib, layout)
+    for lib in closure.libraries:
+        sub = hostlibs.plugin_subdir(lib.path) if lib.found_via == ROOT else ""
+        if sub:
+            # Beside the owner's container copy, as the owner expects (libucs -> ucx/).
+            host_dir = posixpath.dirname(posixpath.dirname(lib.path))
+            stem = hostlibs.PLUGIN_DIRS[sub][0]
+            owner = next((o for o in closure.libraries
+                          if posixpath.dirname(o.path) == host_dir
+                          and posixpath.basename(o.path).startswith(stem)), None)
+            owner_dir = layout.dirs[owner.path] if owner is not None else layout.libdir
+            plugins[lib.path] = layout.dirs[lib.path] = posixpath.join(owner_dir, sub)
     for lib in bound:
         cdir = layout.dirs[lib.path]
         host_dir = posixpath.dirname(lib.path)
-        if cdir == layout.libdir or host_dir in layout.bound_dirs:
+        if cdir == layout.libdir or host_dir in layout.bound_dirs or lib.path in plugins:
             continue
         if _covering(lib.path, layout.bound_dirs) is None and _bindable_dir(root, host_dir):
             layout.bound_dirs[host_dir] = cdir
@@ -376,6 +393,7 @@ def _place(closure: Closure, bound: Sequence[HostLibrary], layout: _Layout, root
         names = [n for n in (*lib.names, posixpath.basename(lib.path)) if "/" not in n]
         for name in dict.fromkeys(names):
             layout.add(lib.real_path, posixpath.join(cdir, name), reason)
+    return plugins
 
 
 def _container_has(image: ImageFacts, soname: str) -> bool:
@@ -475,7 +493,13 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
         bound.append(lib)
     layout = _Layout(libdir=libdir, prefix=prefix, binds=[], diagnostics=diagnostics, taken={},
                      dirs={}, bound_dirs={})
-    _place(closure, bound, layout, root, origin)
+    plugins = _place(closure, bound, layout, root, origin)
+    for sub, cdir in sorted({(posixpath.basename(d), d) for d in plugins.values()}):
+        variable = hostlibs.PLUGIN_DIRS[sub][1]
+        if variable and not any(e.name == variable for e in env):
+            env = (*env, EnvVar(variable, cdir, source="resolver",
+                                reason=f"the host's {sub} modules are bound to {cdir}; the "
+                                       f"library looks for them through {variable}"))
     for prov in (*provisions, *(_canonical_aliases(mpi) if all_aliases else ())):
         if not prov.alias:
             continue
