@@ -185,7 +185,7 @@ def write_outputs(results: Dict[str, Table], out: Path) -> Optional[Path]:
     ax.set_yscale("log")
     ax.set_xlabel("message size (bytes)")
     ax.set_ylabel("bandwidth (MB/s)")
-    ax.set_title("2 ranks, one node: host MPI bare vs through hpcrun vs container MPI on TCP")
+    ax.set_title("osu_bw-style, 2 ranks on one node", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -110,6 +110,14 @@ def main() -> int:
                 dry = subprocess.run([hpcrun, "--dry-run", *args_h], env=env, cwd=work,
                                      capture_output=True, text=True, check=True)
                 rendered = ["sh", "-c", dry.stdout]
+                dry_times = []
+                for _ in range(args.repeat):
+                    start = time.perf_counter()
+                    subprocess.run([hpcrun, "--dry-run", *args_h], env=env, cwd=work,
+                                   capture_output=True, check=True)
+                    dry_times.append(time.perf_counter() - start)
+                print(f"R={r}: hpcrun --dry-run alone {statistics.median(dry_times):.3f} s "
+                      "(median)", flush=True)
                 wall(with_hpcrun, env, work)  # warm caches once
                 wall(plain, plain_env, work)
                 times_h: List[float] = []

@@ -202,3 +202,18 @@ def test_no_hpcrun_process_per_rank(e2e_images: ImageSet, hpcrun_env: Dict[str, 
             + "\n".join(report.parents))
         for entry in report.parents[:1]:
             assert "hpcrun" not in entry and "python" not in entry
+
+
+def test_no_process_left_by_the_cleanenv_trampoline(e2e_images: ImageSet,
+                                                    hpcrun_env: Dict[str, str],
+                                                    workdir: Path) -> None:
+    """Under --cleanenv a per-rank sh trampoline forwards the wire-up variables; it must
+    exec the runtime, leaving the launcher as each rank's parent."""
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "--cleanenv", "srun", "-n",
+                    "2", str(e2e_images.mpich.sif), "python3", "/opt/hello/hello.py",
+                    "--parents")
+    assert result.returncode == 0, result.describe()
+    reports = assert_ranks(result.stdout, 2, MPICH4, from_host)
+    for report in reports.values():
+        assert report.parents, result.describe()
+        assert report.parents[0].split(" ", 2)[1] == "slurmstepd", "\n".join(report.parents)

@@ -91,6 +91,58 @@ def test_existing_bindpath_is_kept() -> None:
     assert dict(invocation.env_set)["APPTAINER_BINDPATH"] == "/site,/scratch"
 
 
+def test_existing_bindpath_entries_not_repeated() -> None:
+    """Destinations already in the caller's bind path (escapes honoured) are not bound
+    again; the caller's entries stay byte for byte; a differing source gets one note."""
+    profile = Profile(schema=1, name="t", binds=(
+        BindSpec("/scratch"), BindSpec("/a,b:c", "/d"), BindSpec("/new", "/mnt/new"),
+        BindSpec("/mine", "/taken")))
+    existing = "/site,/a\\,b\\:c:/d,/scratch/,/old:/taken:ro"
+    plan = plan_for(profile, environ={"APPTAINER_BINDPATH": existing})
+    value = dict(plan.invocation.env_set)["APPTAINER_BINDPATH"]
+    assert value == existing + ",/new:/mnt/new"
+    (note,) = [d for d in plan.diagnostics if d.code == "bindpath-already-bound"]
+    assert "/taken" in note.message and "/old" in note.message
+    same = plan_for(profile, environ={"APPTAINER_BINDPATH": "/scratch,/new:/mnt/new"})
+    assert "bindpath-already-bound" not in [d.code for d in same.diagnostics]
+
+
+def test_module_environment_then_launch_binds_each_once(tmp_path) -> None:
+    """`hpcrun module` / `hpcrun env` set the site's bind path; a launch of the same site
+    then adds only what the module lacks: every destination is bound once."""
+    from hpcrun.cli.run import make_plan, parse_args
+    from hpcrun.plan.hostpaths import survey_host_paths
+    from hpcrun.profiles.lookup import load_site
+    from hpcrun.render.siteenv import site_environment
+
+    profile = load_site("debian-mpich", {})
+    if not os.path.exists("/usr/lib/x86_64-linux-gnu/libmpich.so.12"):
+        pytest.skip("Debian mpich is not installed")
+    module_env, _ = site_environment(profile, "debian-mpich", RuntimeInfo("apptainer"),
+                                     survey_host_paths(profile))
+    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+               **dict(module_env)}
+    assert environ["APPTAINER_BINDPATH"]
+    sandbox = tmp_path / "image"
+    (sandbox / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/true", sandbox / "bin" / "true")  # a real program, inspected
+    for extra in ([], ["--no-check"]):
+        opts, rest = parse_args(["--runtime", "apptainer", "--dry-run", *extra,
+                                 "srun", "-n", "2", str(sandbox), "/bin/true"])
+        plan = make_plan(opts, rest, environ)
+        # Not set by the launch: the caller's value reaches the runtime unchanged.
+        value = dict(plan.invocation.env_set).get("APPTAINER_BINDPATH",
+                                                  environ["APPTAINER_BINDPATH"])
+        entries = parse_bindpath(value)
+        pairs = [(e[0], e[1] if len(e) > 1 else e[0]) for e in entries]
+        destinations = [d for _, d in pairs]
+        assert len(destinations) == len(set(destinations)), value
+        assert len(pairs) == len(set(pairs))
+        # Every bind of the plan is there, and the module's own entries stay.
+        assert {b.destination for b in plan.binds} <= set(destinations)
+        assert value.startswith(environ["APPTAINER_BINDPATH"].split(",")[0])
+
+
 def _emulate_apptainer_inject(shell: str, name: str, rendered: str, image_value: str) -> bytes:
     """Evaluate a rendered APPTAINERENV_ value the way Apptainer (>= 1.0) does: it writes
     ``export NAME="VALUE"`` with only ``"`` escaped into a script sourced by the container's

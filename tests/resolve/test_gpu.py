@@ -17,8 +17,8 @@ from hpcrun.host.facts import GpuHost, HostFacts, RuntimeInfo
 from hpcrun.host.gpu import probe_gpu
 from hpcrun.image.facts import ImageFacts
 from hpcrun.image.inspect import inspect_image
-from hpcrun.plan.model import ERROR, INFO, WARNING, Contribution, Request
 from hpcrun.plan.build import build_plan, gpu_active
+from hpcrun.plan.model import ERROR, INFO, WARNING, Contribution, Request
 from hpcrun.profiles.model import Container, EnvSpec, Gpu, Profile
 from hpcrun.resolve.gpu import decide, image_gpu_userspace
 

@@ -269,3 +269,13 @@ def test_option_forms_pwd_and_contain(busybox: BuiltImage, tmp_path: Path) -> No
                    "--contain", cwd=tmp_path)
     assert contained.stdout.splitlines()[0] == "no-cwd"
     assert contained.stdout.splitlines()[1] == "0"
+
+
+def test_apptainerenv_quoting_as_apptainer_writes_it(busybox: BuiltImage) -> None:
+    """Values go inside double quotes with only ``"`` escaped: ``$X`` expands, ``\\$`` is a
+    literal dollar, a double quote survives; injected after 99-base.sh."""
+    env = clean_env(APPTAINERENV_EXPANDED="[$HPCRUN_TEST_IMAGE]",
+                    APPTAINERENV_LITERAL="cost \\$5", APPTAINERENV_QUOTE='say "hi"',
+                    APPTAINERENV_UID="12345")
+    proc = sh(busybox.sandbox, 'echo "$EXPANDED|$LITERAL|$QUOTE|$UID"', env=env)
+    assert proc.stdout.rstrip("\n") == '[1]|cost $5|say "hi"|', proc.stderr

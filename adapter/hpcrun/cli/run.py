@@ -163,12 +163,47 @@ def load_profile(site: str, environ: Mapping[str, str]) -> Profile:
     return load_site(site or default_site(environ), environ)
 
 
-def inspect(image: str, command: Tuple[str, ...]) -> Optional[ImageFacts]:
-    """Image facts when the inspector is installed and the image is a local path."""
+def inspect(image: str, command: Tuple[str, ...],
+            environ: Optional[Mapping[str, str]] = None) -> Optional[ImageFacts]:
+    """Image facts (None when the inspector is not installed).
+
+    A registry URI (``docker://``, ``oras://``, ``library://`` ...) is inspected from the
+    SIF the runtime's cache holds for it (``find_cached_sif``); without one
+    :class:`~hpcrun.image.open.UncheckedImage` is raised (the caller warns and goes on).
+    An encrypted image raises :class:`~hpcrun.errors.EncryptedImageError`: the launch
+    stops with its hint (``--no-check``).
+    """
     inspect_image = _optional("hpcrun.image.inspect", "inspect_image")
-    if inspect_image is None or "://" in image:
+    if inspect_image is None:
         return None
+    from hpcrun.image.open import UncheckedImage, find_cached_sif, is_uri
+
+    if is_uri(image):
+        cached = find_cached_sif(image, os.environ if environ is None else environ)
+        if cached is None:
+            registry = image.startswith(("docker://", "oras://", "library://", "shub://"))
+            raise UncheckedImage(
+                f"{image}: " + ("no local copy in the Apptainer/Singularity cache (only a URI "
+                                "pinned by digest can be found offline)" if registry else
+                                "hpcrun does not read this kind of image source")
+                + "; the image checks are skipped",
+                hint=f"build a SIF first (apptainer pull image.sif {image}) and run that, or "
+                     "pin the digest (docker://NAME@sha256:...)")
+        image = cached
     return inspect_image(image, app=command)
+
+
+def _inspect_or_note(image: str, command: Tuple[str, ...], environ: Mapping[str, str]
+                     ) -> Tuple[Optional[ImageFacts], List[Contribution]]:
+    """:func:`inspect`, turning an uninspectable registry image into a warning (no error)."""
+    from hpcrun.image.open import UncheckedImage
+    from hpcrun.plan.model import WARNING, Diagnostic
+
+    try:
+        return inspect(image, command, environ), []
+    except UncheckedImage as why:  # says why; the resolver's not-checked says what is lost
+        note = Diagnostic(WARNING, "image-not-inspected", why.message, why.hint, source="image")
+        return None, [Contribution(diagnostics=(note,))]
 
 
 def contributions(profile: Profile, request: Request, host: HostFacts,
@@ -219,8 +254,11 @@ def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Pla
                       abi_policy=opts.abi_policy, cleanenv=opts.cleanenv, force=opts.force,
                       no_check=opts.no_check, user_env=tuple(opts.env))
     host = _host_facts(runtime, environ)
-    image = None if opts.no_check else inspect(line.image, line.command)
-    decided = contributions(profile, request, host, image, environ)
+    image: Optional[ImageFacts] = None
+    notes: List[Contribution] = []
+    if not opts.no_check:
+        image, notes = _inspect_or_note(line.image, line.command, environ)
+    decided = contributions(profile, request, host, image, environ) + notes
     return build_plan(profile, request, host, image, decided, survey_host_paths(profile),
                       environ=environ)
 

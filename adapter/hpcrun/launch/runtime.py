@@ -7,8 +7,12 @@ Telling Apptainer's ``singularity`` link from SingularityCE or legacy Singularit
 or when asked).  A dry run with nothing installed still works: it renders for the profile's
 kind, default apptainer.
 
-spython is deliberately not used: it cannot tell Apptainer from Singularity (both answer
-to ``singularity``), importing it is slow, and a plain ``--version`` call is simpler.
+spython (the design's runtime library) runs that one ``--version`` call, behind ONE small
+adapter (:func:`_spython_version`) that is imported only when really launching (never for
+``--dry-run``/``--explain``/``--json``: importing it costs time) and can never end the
+process: whatever it raises, ``SystemExit`` included, falls back to a plain subprocess.  We
+parse the text ourselves: spython cannot tell Apptainer from Singularity (both answer to
+``singularity``, and its own helpers only ask which of the two programs exists).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from hpcrun.errors import UsageError
 from hpcrun.host.facts import RuntimeInfo
@@ -35,10 +39,7 @@ BINARIES = {APPTAINER: "apptainer", SINGULARITY: "singularity", CHARLIECLOUD: "c
 VersionReader = Callable[[str], str]
 
 
-def read_version(binary: str) -> str:
-    """Run ``BINARY --version`` once and return its first output line ("" on any failure)."""
-    import subprocess  # only here: importing it costs a launch that never probes
-
+def _version_env() -> Dict[str, str]:
     env = dict(os.environ)
     if "USER" not in env:  # ch-run refuses to run, even --version, without $USER
         try:
@@ -47,13 +48,50 @@ def read_version(binary: str) -> str:
             env["USER"] = pwd.getpwuid(os.getuid()).pw_name
         except (ImportError, KeyError):
             env["USER"] = "nobody"
+    return env
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _spython_version(binary: str, env: Mapping[str, str]) -> Optional[str]:
+    """``BINARY --version`` through spython's command runner: its first line, "" when the
+    program failed, None when spython is missing or misbehaved (the caller falls back)."""
+    try:
+        from spython.utils import run_command
+
+        result = run_command([binary, "--version"], quiet=True, environ=dict(env))
+        if not isinstance(result, dict):
+            return None
+        if result.get("return_code") != 0:
+            return ""
+        return _first_line("".join(str(part) for part in result.get("message") or ()))
+    except (Exception, SystemExit):  # spython's helpers may sys.exit(); never let it end us
+        return None
+
+
+def _plain_version(binary: str, env: Mapping[str, str]) -> str:
+    import subprocess  # only here: importing it costs a launch that never probes
+
     try:
         done = subprocess.run([binary, "--version"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, timeout=20, check=False, env=env)
     except (OSError, subprocess.SubprocessError):
         return ""
-    text = done.stdout.decode("utf-8", "replace").strip()
-    return text.splitlines()[0] if text else ""
+    if done.returncode != 0:
+        return ""
+    return _first_line(done.stdout.decode("utf-8", "replace"))
+
+
+def read_version(binary: str) -> str:
+    """Run ``BINARY --version`` once and return its first output line ("" on any failure).
+
+    Through spython when it is installed and behaves, else a plain subprocess."""
+    env = _version_env()
+    text = _spython_version(binary, env)
+    return _plain_version(binary, env) if text is None else text
 
 
 def parse_version(text: str) -> Tuple[str, str, str]:

@@ -48,6 +48,7 @@ from hpcrun.plan.model import (
     Request,
 )
 from hpcrun.profiles.model import Profile
+from hpcrun.resolve.hostlibs import PLUGIN_DIRS, plugin_subdir
 
 GPU_FLAGS = ("--nv", "--nvccli", "--rocm")
 # The image's own library directories: nothing of the host may be bound over them.
@@ -116,6 +117,7 @@ class _Builder:
         self.diagnostics: List[Diagnostic] = []
         self.prefix = posixpath.normpath(profile.container.prefix or "/.hpcrun")
         self.libdir = self.prefix + "/lib"
+        self.plugin_dirs: Dict[str, str] = {}  # plugin subdirectory -> its container path
 
     def diag(self, severity: str, code: str, message: str, hint: str = "",
              source: str = "") -> None:
@@ -135,9 +137,15 @@ class _Builder:
         return True
 
     def library(self, path: str, key: str, reason: str) -> str:
-        """Bind one host library file under the private prefix; return its container path."""
+        """Bind one host library file under the private prefix; return its container path.
+
+        A module of a plugin directory (``ucx/``, ``libfabric/``) keeps that subdirectory,
+        as in the resolver (``hpcrun.resolve.hostlibs.PLUGIN_DIRS``)."""
         if self.check_exists(path, key):
-            destination = self.libdir + "/" + posixpath.basename(path)
+            sub = plugin_subdir(path)
+            if sub:
+                self.plugin_dirs[sub] = self.libdir + "/" + sub
+            destination = "/".join(filter(None, (self.libdir, sub, posixpath.basename(path))))
             self.binds.append(Bind(path, destination, True, _why(key, reason),
                                    "library"))
             return destination
@@ -339,6 +347,10 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
         env.append(EnvVar("LD_PRELOAD", ":".join(dict.fromkeys(preload)), "container",
                           "prepend", "profile", "container.preload"
                           + (" + gpu.libraries" if gpu and profile.gpu.libraries else "")))
+    for sub, directory in b.plugin_dirs.items():
+        if PLUGIN_DIRS[sub][1]:
+            env.append(EnvVar(PLUGIN_DIRS[sub][1], directory, "container", "set", "default",
+                              f"the host's {sub} modules are bound to {directory}"))
     for contribution in contributions:
         env.extend(contribution.env)
     for i, spec in enumerate(profile.env):

@@ -8,7 +8,8 @@ Apptainer / Singularity
     ``src[:dst[:ro]]``; a backslash escapes ``,`` and ``:`` in a path.  A path with a
     control character (newline, tab, ...) or a backslash cannot be written there: error.
     A bind path the caller already set (a site module) is kept, ours are appended, except
-    the ``src:dst`` pairs it already holds (compared parsed, escapes honoured).
+    the destinations it already binds (entries compared parsed, escapes honoured; a note
+    when its source for one differs).
 
     Container variables go into ``APPTAINERENV_NAME`` / ``SINGULARITYENV_NAME``.  Apptainer
     (>= 1.0) and SingularityCE (>= 3.10) write them into a script the container's shell
@@ -33,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from hpcrun.plan.model import ERROR, WARNING, Bind, Diagnostic, EnvVar, Invocation, Plan
+from hpcrun.plan.model import ERROR, INFO, WARNING, Bind, Diagnostic, EnvVar, Invocation, Plan
 
 
 @dataclass(frozen=True)
@@ -79,31 +80,41 @@ def bind_spec(bind: Bind) -> str:
     return f"{source}:{destination}"
 
 
+def _split_unescaped(text: str, separator: str) -> List[str]:
+    """Split at each ``separator`` not escaped by a backslash; the pieces keep their escapes."""
+    pieces: List[str] = []
+    current: List[str] = []
+    escaped = False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            current.append(char)
+            escaped = True
+        elif char == separator:
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    pieces.append("".join(current))
+    return pieces
+
+
+def _unescape(text: str) -> str:
+    out: List[str] = []
+    chars = iter(text)
+    for char in chars:
+        out.append(next(chars, char) if char == "\\" else char)
+    return "".join(out)
+
+
 def parse_bind_path(value: str) -> List[Tuple[str, ...]]:
     """Split a bind-path value into entries of fields: unescaped ``,`` separates entries,
     unescaped ``:`` fields; a backslash makes the next character literal.  Empty entries
     are dropped."""
-    entries: List[Tuple[str, ...]] = []
-    fields: List[str] = []
-    current: List[str] = []
-    chars = iter(value)
-    for char in chars:
-        if char == "\\":
-            current.append(next(chars, "\\"))
-        elif char == ":":
-            fields.append("".join(current))
-            current = []
-        elif char == ",":
-            fields.append("".join(current))
-            if any(fields):
-                entries.append(tuple(fields))
-            fields, current = [], []
-        else:
-            current.append(char)
-    fields.append("".join(current))
-    if any(fields):
-        entries.append(tuple(fields))
-    return entries
+    return [tuple(_unescape(f) for f in _split_unescaped(entry, ":"))
+            for entry in _split_unescaped(value, ",") if entry]
 
 
 def _bind_key(fields: Tuple[str, ...]) -> Tuple[str, str]:
@@ -112,6 +123,39 @@ def _bind_key(fields: Tuple[str, ...]) -> Tuple[str, str]:
     source = fields[0]
     destination = fields[1] if len(fields) > 1 and fields[1] else source
     return source.rstrip("/") or "/", destination.rstrip("/") or "/"
+
+
+def _merge_bind_path(existing: str, specs: List[str], variable: str,
+                     diags: List[Diagnostic]) -> List[str]:
+    """Our specs minus the destinations the caller's bind path already binds.
+
+    ``hpcrun module`` / ``hpcrun env`` set the site's bind path; a launch of the same site
+    would repeat it.  The caller's entries win and stay byte for byte.  Sources are compared
+    as text (rendering reads no file): the module names a library by its link
+    (``libmpich.so.12``), a launch by its file (``libmpich.so.12.2.2``), so a destination
+    bound from another source is skipped too, with one note.
+    """
+    present: Dict[str, str] = {}
+    for entry in parse_bind_path(existing):
+        source, destination = _bind_key(entry)
+        present.setdefault(destination, source)
+    kept: List[str] = []
+    differing: List[Tuple[str, str, str]] = []
+    for spec in specs:
+        source, destination = _bind_key(parse_bind_path(spec)[0])
+        if destination not in present:
+            kept.append(spec)
+        elif present[destination] != source:
+            differing.append((destination, present[destination], source))
+    if differing:
+        destination, theirs, ours = differing[0]
+        more = f" and {len(differing) - 1} more" if len(differing) > 1 else ""
+        diags.append(Diagnostic(INFO, "bindpath-already-bound", f"{variable} (set before "
+                                f"hpcrun ran, e.g. by a site module) already binds "
+                                f"{destination}{more}: kept ({theirs} rather than {ours})",
+                                f"unset {variable} to bind exactly what this plan lists",
+                                source=variable))
+    return kept
 
 
 # Characters the container's shell evaluates in an APPTAINERENV_ value (Apptainer escapes
@@ -183,9 +227,7 @@ def _apptainer(plan: Plan, syntax: RuntimeSyntax, environ: Mapping[str, str], fl
                                     bind.reason.split(":")[0]))
     existing = environ.get(syntax.bind_var, "")
     if existing:
-        # A site module (``hpcrun module``) may already carry the same binds.
-        present = {_bind_key(entry) for entry in parse_bind_path(existing)}
-        specs = [spec for spec in specs if _bind_key(parse_bind_path(spec)[0]) not in present]
+        specs = _merge_bind_path(existing, specs, syntax.bind_var, diags)
     if specs:
         value = ",".join(specs)
         env_set.append((syntax.bind_var, existing + "," + value if existing else value))

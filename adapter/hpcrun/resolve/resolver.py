@@ -404,13 +404,18 @@ def _container_has(image: ImageFacts, soname: str) -> bool:
 
 def _not_checked(profile: Profile, request: Request, host: HostFacts, root: Path,
                  reader: Optional[Reader]) -> Contribution:
-    """--no-check: every library the profile names, no app, no verdict."""
+    """--no-check, or no image facts: every library the profile names, no app, no verdict."""
     mpi = host_mpi(profile.mpi, root, reader)
+    if request.no_check:
+        why = "the image was not inspected (--no-check)"
+        hint = "drop --no-check to let hpcrun check the image against the host MPI"
+    else:  # a registry URI with no cached SIF, or an image kind hpcrun cannot read
+        why = "the image could not be inspected"
+        hint = ("give a local SIF, squashfs or sandbox image (or a registry URI pinned by "
+                "digest that the runtime has cached) to have it checked")
     diagnostics: List[Diagnostic] = [Diagnostic(
         WARNING, verdict.NOT_CHECKED,
-        "the image was not inspected (--no-check): host MPI compatibility is not verified",
-        hint="drop --no-check to let hpcrun check the image against the host MPI",
-        source="image")]
+        f"{why}: host MPI compatibility is not verified", hint=hint, source="image")]
     diagnostics.extend(mpi.diagnostics)
     roots = [lib.path for lib in mpi.libraries]
     return _bind_all(profile, mpi, roots, None, diagnostics, root, reader, all_aliases=True,
@@ -485,11 +490,23 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
             for pattern, text in list(origin.items()):
                 if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(lib.path, pattern):
                     origin[lib.path] = text
+    # A preload the profile's own binds already make visible (setonix binds /opt/xpmem and
+    # preloads /opt/xpmem/lib64/libxpmem.so.0, as the site module does) is preloaded there,
+    # not bound a second time, unless another library asks the loader for it by name.
+    wanted = {name for lib in closure.libraries for name in lib.info.needed}
+    visible: Dict[str, str] = {}
+    for path in preload:
+        found = closure.find(path)
+        inside = _through_profile_binds(profile, path)
+        if found is not None and inside and found.soname not in wanted:
+            visible[found.path] = inside
     bound: List[HostLibrary] = []
     for lib in closure.libraries:
         if lib.is_runtime and lib.found_via != ROOT:
             if image is None or _container_has(image, lib.soname):
                 continue  # the container's own runtime serves (checked below)
+        if lib.path in visible:
+            continue
         bound.append(lib)
     layout = _Layout(libdir=libdir, prefix=prefix, binds=[], diagnostics=diagnostics, taken={},
                      dirs={}, bound_dirs={})
@@ -532,13 +549,26 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
                 [lib for lib in bound if families.is_mpi_name(lib.soname)], root)
             diagnostics.extend(verdict.check_undefined(
                 app_symbols, defined, ", ".join(sorted({p.host_soname for p in provisions}))))
-    preload_paths = tuple(posixpath.join(layout.dirs.get(lib.path, libdir), lib.soname)
+    preload_paths = tuple(visible.get(lib.path) or
+                          posixpath.join(layout.dirs.get(lib.path, libdir), lib.soname)
                           for lib in (closure.find(p) for p in (*preloaded, *preload))
                           if lib is not None)
     final = verdict_value or verdict.verdict_of(diagnostics)
     return Contribution(binds=tuple(layout.binds), env=env, diagnostics=tuple(diagnostics),
                         library_path=(libdir,) if layout.binds else (), preload=preload_paths,
                         verdict=final)
+
+
+def _through_profile_binds(profile: Profile, host_path: str) -> str:
+    """Where the profile's ``[[binds]]`` make ``host_path`` visible in the container, or ""."""
+    for spec in profile.binds:
+        source = spec.source.rstrip("/") or "/"
+        destination = (spec.destination or spec.source).rstrip("/") or "/"
+        if host_path == source:
+            return destination
+        if host_path.startswith(source + "/"):
+            return destination + host_path[len(source):]
+    return ""
 
 
 def _defined_symbols(bound: Sequence[HostLibrary], root: Path) -> frozenset:
