@@ -1,13 +1,16 @@
-"""Fixtures shared by the whole suite: paths to real test data and real MPI trees."""
+"""Fixtures shared by the whole suite: real test data, real MPI trees, a real Slurm."""
 
 from __future__ import annotations
 
 import os
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
+
+if TYPE_CHECKING:
+    from helpers import slurm
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -72,3 +75,25 @@ def mpi_wheel(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]
         return cache[name]
 
     return unpack
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurm.Cluster]:
+    """A running one-node Slurm bound to loopback, shared by the whole session.
+
+    Started once when a test first asks for it and stopped by the PIDs in its pid files
+    when the session ends (``helpers.slurm``); nothing it starts outlives the run.
+    """
+    from helpers import slurm
+
+    if os.geteuid() != 0:
+        pytest.skip("a test Slurm needs root (it runs slurmd as root)")
+    missing = slurm.missing_programs()
+    if missing:
+        pytest.skip("Slurm is not installed (missing " + ", ".join(missing)
+                    + "): apt-get install slurmctld slurmd slurm-client")
+    cluster = slurm.start_cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Optional
 
 import pytest
 
@@ -31,21 +31,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def _require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("end-to-end runs need root (mount namespaces, Slurm daemons)")
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurm.Cluster]:
-    """A running one-node Slurm on loopback; stopped by PID at the end of the session."""
-    _require_root()
-    missing = slurm.missing_programs()
-    if missing:
-        pytest.skip("Slurm is not installed (missing " + ", ".join(missing)
-                    + "): apt-get install slurmctld slurmd slurm-client")
-    cluster = slurm.start_cluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @dataclass

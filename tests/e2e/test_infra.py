@@ -63,11 +63,11 @@ def test_cluster_stop_leaves_no_daemon(tmp_path: Path) -> None:
     pids: Dict[str, int] = {}
     for daemon in slurm.DAEMONS:
         pid = cluster.pid(daemon)
-        assert pid is not None and slurm._is_daemon(pid, daemon)
+        assert pid is not None and slurm.is_daemon(pid, daemon)
         pids[daemon] = pid
     cluster.stop()
     for daemon, pid in pids.items():
-        assert not slurm._is_daemon(pid, daemon), f"{daemon} {pid} still runs"
+        assert not slurm.is_daemon(pid, daemon), f"{daemon} {pid} still runs"
 
 
 def test_images_hold_what_the_scenarios_assume(e2e_images: ImageSet) -> None:

@@ -5,8 +5,11 @@ suites, caches and the build config left out), the mpi4py wheel unpacked into
 ``/usr/local/lib/python3.11/dist-packages``, the CONTAINER's MPI (Debian's MPICH 4.0.2
 ``libmpich.so.12`` with a ``libmpi.so.12`` link, or Debian's Open MPI 4.1.4 ``libmpi.so.40``),
 ``/usr/local/bin/hello`` compiled from ``examples/hello.c`` with that MPI's ``mpicc``,
-``/opt/hello/hello.py`` (``examples/hello-mpi4py.py``), dash as ``/bin/sh``, and every
-library those executables need (found with ``ldd``, copied with their symlink chains).
+``/opt/hello/hello.py`` (``examples/hello-mpi4py.py``), dash as ``/bin/sh``, the libraries
+of Debian's libc6, libgcc-s1 and libstdc++6 (what any Debian root has: host libraries bound
+in later need libdl, librt ...), what each MPI opens at run time (UCX transports; Open MPI's
+and PMIx's components and help files), and every library all of these need (found with
+``ldd``, copied with their symlink chains).
 ``/etc`` gets passwd, group, hosts, resolv.conf and ld.so.conf; ``/etc/ld.so.cache`` is made
 with ``ldconfig -r``; ``/mnt/0`` .. ``/mnt/9`` exist for Charliecloud binds; the
 ``/.singularity.d/env/*.sh`` scripts set ``LD_LIBRARY_PATH`` as Apptainer images do.

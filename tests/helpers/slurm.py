@@ -125,23 +125,23 @@ class Cluster:
         self.stopped = True
         for daemon in reversed(DAEMONS):
             pid = self.pid(daemon)
-            if pid is None or not _is_daemon(pid, daemon):
+            if pid is None or not is_daemon(pid, daemon):
                 continue
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _is_daemon(pid, daemon):
+            while time.monotonic() < deadline and is_daemon(pid, daemon):
                 time.sleep(0.05)
-            if _is_daemon(pid, daemon):
+            if is_daemon(pid, daemon):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
 
 
-def _is_daemon(pid: int, name: str) -> bool:
+def is_daemon(pid: int, name: str) -> bool:
     """True when ``pid`` is alive and is the named daemon (guards against reused PIDs)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:

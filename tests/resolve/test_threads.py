@@ -165,21 +165,12 @@ def test_cgroup_v1_quota_decides(tmp_path: Path) -> None:
     assert values(omp((), {}, host=host)) == {"OMP_NUM_THREADS": "3"}
 
 
-# The real Slurm run: uses the shared cluster fixture when the helpers provide one.
-try:
-    from helpers.slurm import slurm_cluster  # type: ignore[attr-defined]  # noqa: F401
-    HAVE_SLURM_FIXTURE = True
-except ImportError:
-    HAVE_SLURM_FIXTURE = False
-
-
 @pytest.mark.e2e
-def test_real_srun_gives_each_task_the_decided_cpus(request: pytest.FixtureRequest) -> None:
+def test_real_srun_gives_each_task_the_decided_cpus(slurm_cluster) -> None:  # type: ignore[no-untyped-def]
     """Under a real ``srun --cpus-per-task=2`` each task gets SLURM_CPUS_PER_TASK=2: the
-    value hpcrun decided on the launch node from the same command line."""
-    if not HAVE_SLURM_FIXTURE:
-        pytest.skip("tests/helpers/slurm.py has no slurm_cluster fixture yet")
-    cluster = request.getfixturevalue("slurm_cluster")
+    value hpcrun decided on the launch node from the same command line (the full run through
+    hpcrun and a container is in tests/e2e/test_threads_and_detect.py)."""
+    cluster = slurm_cluster
     launcher = ("srun", "--cpus-per-task=2", "-n", "1")
     decided = values(omp(launcher, {}, host=HostFacts(cpus=cluster.cpus)))
     proc = subprocess.run([*launcher, "sh", "-c", "echo $SLURM_CPUS_PER_TASK"],
