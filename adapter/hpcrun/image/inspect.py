@@ -10,22 +10,25 @@ what the application command is.  Results are cached by image identity.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import posixpath
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Pattern, Sequence, Tuple
 
 from hpcrun import __version__
-from hpcrun.elf.ldcache import cache_for_architecture, parse_ld_cache
-from hpcrun.elf.ldconf import read_ld_so_conf, tree_glob
-from hpcrun.elf.model import ElfInfo
-from hpcrun.elf.mpi import classify_mpi, mpi_name
-from hpcrun.elf.reader import iter_rodata, read_elf
 from hpcrun.errors import HpcrunError
-from hpcrun.image.app import analyse_app
 from hpcrun.image.facts import FACTS_VERSION, ImageFacts, Libc, MpiLibrary, VersionDefs
-from hpcrun.image.fs import DIR, FILE, Tree
+
+# A launch with the facts cached needs none of the readers: they are imported by the
+# functions that read a tree (see inspect_tree), not here.
+if TYPE_CHECKING:
+    from hpcrun.elf.model import ElfInfo
+    from hpcrun.image.fs import Tree
+
+# Node kinds of hpcrun.image.fs (DIR, FILE), repeated so that this module need not import it.
+_DIR = "dir"
+_FILE = "file"
 
 LD_CACHE = "/etc/ld.so.cache"
 LD_CONF = "/etc/ld.so.conf"
@@ -44,14 +47,27 @@ _TRIPLETS = {
 }
 
 # The libraries whose version definitions the resolver checks host libraries against.
-PROVIDERS = re.compile(
+PROVIDERS_PATTERN = (
     r"^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libmvec\.so\.1"
     r"|libstdc\+\+\.so\.6|libgcc_s\.so\.1|libgfortran\.so\.\d+|libquadmath\.so\.0"
     r"|libgomp\.so\.1|libatomic\.so\.1|ld-linux[-\w.]*\.so\.\d+|ld64\.so\.\d+)$"
 )
-_LIBRARY_NAME = re.compile(r"^(lib.*|ld-.*|ld64)\.so(\.[0-9][\w.]*)?$")
-_GLIBC_VERSION = re.compile(r"^GLIBC_(\d+(?:\.\d+)+)$")
-_MUSL_VERSION = re.compile(rb"\0(1\.\d+\.\d+)\0")
+_LIBRARY_NAME = r"^(lib.*|ld-.*|ld64)\.so(\.[0-9][\w.]*)?$"
+_GLIBC_VERSION = r"^GLIBC_(\d+(?:\.\d+)+)$"
+_MUSL_VERSION = rb"\0(1\.\d+\.\d+)\0"
+
+
+@functools.lru_cache(maxsize=None)
+def _rx(pattern: Any) -> "Pattern[Any]":
+    """``pattern`` compiled at first use: a launch served from the cache compiles none."""
+    return re.compile(pattern)
+
+
+def __getattr__(name: str) -> Any:
+    """``PROVIDERS`` (the compiled pattern) stays importable, compiled when first asked for."""
+    if name == "PROVIDERS":
+        return _rx(PROVIDERS_PATTERN)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def standard_dirs(architecture: str) -> List[str]:
