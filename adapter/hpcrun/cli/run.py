@@ -259,8 +259,13 @@ def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Pla
     if not opts.no_check:
         image, notes = _inspect_or_note(line.image, line.command, environ)
     decided = contributions(profile, request, host, image, environ) + notes
+    slots = None
+    if runtime.kind == "charliecloud":
+        from hpcrun.launch.stage import free_mount_points
+
+        slots = free_mount_points(line.image)
     return build_plan(profile, request, host, image, decided, survey_host_paths(profile),
-                      environ=environ)
+                      environ=environ, mount_slots=slots)
 
 
 def _host_facts(runtime: RuntimeInfo, environ: Mapping[str, str]) -> HostFacts:
@@ -295,6 +300,13 @@ def run(args: List[str]) -> int:
         from hpcrun.render.dryrun import render_dry_run
 
         out = render_dry_run(plan)
+        stage = plan.invocation.stage
+        if stage is not None and not plan.errors:
+            from hpcrun.launch.stage import materialise
+
+            note = (f"# hpcrun created {materialise(stage)} (symlinks to the host libraries"
+                    " for ch-run's stage mount): this command works when pasted\n")
+            out = note + out
         buffer = getattr(sys.stdout, "buffer", None)
         if buffer is not None:  # bytes: arguments that were not valid UTF-8 come back as-is
             sys.stdout.flush()
@@ -307,6 +319,10 @@ def run(args: List[str]) -> int:
 
     check_plan(plan, opts.force)
     print_warnings(plan)
+    if plan.invocation.stage is not None:
+        from hpcrun.launch.stage import materialise
+
+        materialise(plan.invocation.stage)
     needed: List[str] = []
     if plan.launcher or plan.wrapper:
         if not os.path.isabs(plan.runtime_binary) and not _on_path(plan.runtime_binary,

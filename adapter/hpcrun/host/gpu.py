@@ -12,7 +12,7 @@ itself.  The lists follow what Apptainer's ``nvliblist.conf`` / ``rocmliblist.co
 
 from __future__ import annotations
 
-import platform
+import os
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -69,7 +69,7 @@ def host_ld_cache(root: Path, architecture: str = "") -> List[Tuple[str, str]]:
         entries = parse_ld_cache(data, str(path))
     except (OSError, ElfError):
         return []
-    return cache_for_architecture(entries, architecture or platform.machine())
+    return cache_for_architecture(entries, architecture or os.uname().machine)
 
 
 def _matches(soname: str, stems: Tuple[str, ...]) -> bool:

@@ -8,7 +8,6 @@ files); costs about a millisecond.  The container runtime is detected elsewhere
 from __future__ import annotations
 
 import os
-import platform
 import re
 from pathlib import Path
 from typing import List, Mapping, Optional, Tuple
@@ -71,7 +70,7 @@ def probe_host(root: Path = Path("/"), environ: Mapping[str, str] = os.environ) 
     """
     cache = host_ld_cache(root)
     facts = HostFacts(
-        architecture=platform.machine(),
+        architecture=os.uname().machine,  # what platform.machine() returns, without its import
         glibc=glibc_version(root, cache),
         cpus=affinity_cpus(),
         cgroup_cpu_quota=cgroup_cpu_quota(root),

@@ -57,8 +57,8 @@ _GLIBC_VERSION = r"^GLIBC_(\d+(?:\.\d+)+)$"
 _MUSL_VERSION = rb"\0(1\.\d+\.\d+)\0"
 
 
-@functools.lru_cache(maxsize=None)
-def _rx(pattern: Any) -> "Pattern[Any]":
+@functools.cache
+def _rx(pattern: Any) -> Pattern[Any]:
     """``pattern`` compiled at first use: a launch served from the cache compiles none."""
     return re.compile(pattern)
 
@@ -79,22 +79,24 @@ def standard_dirs(architecture: str) -> List[str]:
 
 def _is_dir(tree: Tree, path: str) -> bool:
     node = tree.lookup(path)
-    return node is not None and node.kind == DIR
+    return node is not None and node.kind == _DIR
 
 
 def _is_file(tree: Tree, path: str) -> bool:
     node = tree.lookup(path)
-    return node is not None and node.kind == FILE
+    return node is not None and node.kind == _FILE
 
 
 def _read_text(tree: Tree, path: str) -> Optional[str]:
     node = tree.lookup(path)
-    if node is None or node.kind != FILE or node.size > MAX_CONF_BYTES:
+    if node is None or node.kind != _FILE or node.size > MAX_CONF_BYTES:
         return None
     return tree.read(path).decode("utf-8", "replace")
 
 
 def _elf(tree: Tree, path: str) -> ElfInfo:
+    from hpcrun.elf.reader import read_elf
+
     with tree.open(path) as stream:
         return read_elf(stream, path)
 
@@ -131,7 +133,7 @@ def _scan_dirs(tree: Tree, dirs: Sequence[str]) -> List[Tuple[str, str]]:
         if not _is_dir(tree, directory):
             continue
         for name in tree.listdir(directory):
-            if name not in seen and _LIBRARY_NAME.match(name):
+            if name not in seen and _rx(_LIBRARY_NAME).match(name):
                 path = posixpath.join(directory, name)
                 if _is_file(tree, path):
                     seen[name] = path
@@ -160,7 +162,7 @@ def _libc(tree: Tree, finder: _Finder, warnings: List[str]) -> Libc:
         except HpcrunError as error:
             warnings.append(f"libc: {error.message}")
             return Libc("glibc", "", path)
-        versions = [m.group(1) for m in map(_GLIBC_VERSION.match, info.version_defs) if m]
+        versions = [m.group(1) for m in map(_rx(_GLIBC_VERSION).match, info.version_defs) if m]
         version = max(versions, key=_version_key) if versions else ""
         return Libc("glibc", version, path)
     for directory in ("/lib", "/usr/lib"):
@@ -174,10 +176,12 @@ def _libc(tree: Tree, finder: _Finder, warnings: List[str]) -> Libc:
 
 
 def _musl_version(tree: Tree, path: str) -> str:
+    from hpcrun.elf.reader import iter_rodata
+
     try:
         with tree.open(path) as stream:
             for _offset, chunk in iter_rodata(stream, path):
-                match = _MUSL_VERSION.search(chunk)
+                match = _rx(_MUSL_VERSION).search(chunk)
                 if match:
                     return match.group(1).decode()
     except HpcrunError:
@@ -231,6 +235,8 @@ def _rocm(tree: Tree, libraries: Sequence[Tuple[str, str]]) -> str:
 def _mpi_libraries(
     tree: Tree, candidates: Sequence[Tuple[str, str]], warnings: List[str]
 ) -> Tuple[MpiLibrary, ...]:
+    from hpcrun.elf.mpi import classify_mpi, mpi_name
+
     found: List[MpiLibrary] = []
     seen = set()
     names = {s for s, _ in candidates}
@@ -260,7 +266,7 @@ def _version_defs(
     out: List[VersionDefs] = []
     seen = set()
     for soname, path in libraries:
-        if soname in seen or not PROVIDERS.match(soname) or not _is_file(tree, path):
+        if soname in seen or not _rx(PROVIDERS_PATTERN).match(soname) or not _is_file(tree, path):
             continue
         seen.add(soname)
         try:
@@ -287,6 +293,10 @@ def inspect_tree(
     Library problems (a corrupt library, an unreadable cache) become warnings: facts are
     gathered as far as they go.
     """
+    from hpcrun.elf.ldcache import cache_for_architecture, parse_ld_cache
+    from hpcrun.elf.ldconf import read_ld_so_conf, tree_glob
+    from hpcrun.image.app import analyse_app
+
     notes: List[str] = list(warnings)
     entries: List[Tuple[str, int, str]] = []
     has_cache = _is_file(tree, LD_CACHE)
@@ -350,6 +360,8 @@ def inspect_tree(
 
 def cache_key(identity: str, app: Optional[Sequence[str]]) -> str:
     """The facts-cache key: image identity + app command + hpcrun and facts versions."""
+    import hashlib
+
     raw = json.dumps([FACTS_VERSION, __version__, identity, list(app or ())])
     return "facts-" + hashlib.sha256(raw.encode()).hexdigest()
 
@@ -365,6 +377,22 @@ def _facts_cache() -> Any:
         return None
 
 
+def _cached_facts(cache: Any, key: str, kind: str, path: str) -> Optional[ImageFacts]:
+    """The facts stored under ``key``, or None (absent, unreadable, or a changed sandbox)."""
+    from hpcrun.image.open import dependencies_unchanged
+    from hpcrun.image.serialize import facts_from_json
+
+    try:
+        entry = cache.get(key)
+    except (HpcrunError, OSError, ValueError):
+        return None
+    if not isinstance(entry, dict):
+        return None
+    deps = entry.get("dependencies") or []
+    fresh = kind != "sandbox" or (isinstance(deps, list) and dependencies_unchanged(path, deps))
+    return facts_from_json(entry.get("facts")) if fresh else None
+
+
 def inspect_image(
     image: str, app: Optional[Sequence[str]] = None, use_cache: bool = True
 ) -> ImageFacts:
@@ -375,25 +403,19 @@ def inspect_image(
     sandbox directories the cache entry records the mtimes of what was read and is used
     only while they are unchanged.
     """
-    from hpcrun.image.open import dependencies_unchanged, open_image
-    from hpcrun.image.serialize import facts_from_json, facts_to_json
+    from hpcrun.image.open import image_identity, open_image
+    from hpcrun.image.serialize import facts_to_json
 
-    opened = open_image(image)
-    key = cache_key(opened.identity, app)
     cache = _facts_cache() if use_cache else None
     if cache is not None:
-        try:
-            entry = cache.get(key)
-        except (HpcrunError, OSError, ValueError):
-            entry = None
-        if isinstance(entry, dict):
-            deps = entry.get("dependencies") or []
-            fresh = opened.kind != "sandbox" or (
-                isinstance(deps, list) and dependencies_unchanged(opened.path, deps)
-            )
-            facts = facts_from_json(entry.get("facts")) if fresh else None
-            if facts is not None:
-                return facts
+        # The key needs only the identity (a stat, and for a SIF its header): a hit never
+        # opens the file system, nor imports the image and ELF readers.
+        kind, identity = image_identity(image)
+        cached = _cached_facts(cache, cache_key(identity, app), kind, image)
+        if cached is not None:
+            return cached
+    opened = open_image(image)
+    key = cache_key(opened.identity, app)
     facts = inspect_tree(
         opened.tree,
         source=opened.source,

@@ -23,11 +23,15 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hpcrun.errors import EncryptedImageError, ImageError
 from hpcrun.image import sif as sifmod
-from hpcrun.image.fs import DIR, FILE, Backend, Node, Overlay, Tree
+
+# The file-system layer is imported by the functions that open one: a cache hit needs
+# only image_identity (a stat and, for a SIF, its header).
+if TYPE_CHECKING:
+    from hpcrun.image.fs import Backend, Node, Tree
 
 URI_SCHEMES = ("docker://", "oras://", "library://", "shub://", "docker-daemon:", "http://",
                "https://", "oci://", "oci-archive:", "docker-archive:")
@@ -222,6 +226,8 @@ def _overlay_upper(backend: Backend) -> Backend:
     ``apptainer overlay create`` writes ``/upper`` (the layer) and ``/work`` (overlayfs
     scratch) into the ext3 file system; an overlay without them is used from its root.
     """
+    from hpcrun.image.fs import DIR
+
     root = backend.root()
     upper = backend.child(root, "upper")
     work = backend.child(root, "work")
@@ -238,6 +244,8 @@ def _sif_identity(image: sifmod.SifImage, st: os.stat_result) -> str:
 
 
 def _open_sif(path: str, st: os.stat_result) -> Tuple[Tree, str, sifmod.SifImage]:
+    from hpcrun.image.fs import Overlay, Tree
+
     image = sifmod.read_sif(path)
     primary = image.primary_partition()
     if primary is None:
@@ -352,6 +360,8 @@ def open_image(image: str, environ: Optional[Mapping[str, str]] = None) -> Opene
     Raises :class:`UncheckedImage` for a URI with no cached copy, :class:`EncryptedImageError`
     for an encrypted SIF, :class:`ImageError` (naming the path) for anything unreadable.
     """
+    from hpcrun.image.fs import Tree
+
     source = image
     image, st = _locate(image, environ)
     kind = _detect(image, st)
@@ -535,6 +545,8 @@ def _labels_from_json(data: bytes, origin: str, warnings: List[str]) -> Dict[str
 
 
 def _small_file(tree: Tree, path: str) -> Optional[bytes]:
+    from hpcrun.image.fs import FILE
+
     node = tree.lookup(path)
     if node is None or node.kind != FILE or node.size > MAX_METADATA:
         return None
@@ -545,6 +557,8 @@ def _metadata(
     tree: Tree, image: Optional[sifmod.SifImage], warnings: List[str]
 ) -> Tuple[Tuple[Tuple[str, str], ...], Tuple[Tuple[str, str], ...]]:
     """The image's environment and labels: SIF metadata objects first, then the tree's files."""
+    from hpcrun.image.fs import DIR
+
     env: Dict[str, str] = {}
     labels: Dict[str, str] = {}
     if image is not None:

@@ -14,24 +14,17 @@ import typing
 from typing import Any, Dict, Optional, Union
 
 from hpcrun.image.facts import FACTS_VERSION, ImageFacts
+from hpcrun.jsondata import to_plain
 
 
 class _Mismatch(Exception):
     """The JSON does not have the shape this version writes."""
 
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def facts_to_json(facts: ImageFacts) -> Dict[str, Any]:
     """A JSON-ready dict of ``facts`` with a ``version`` key (FACTS_VERSION)."""
     out: Dict[str, Any] = {"version": FACTS_VERSION}
-    out.update(_plain(facts))
+    out.update(to_plain(facts))
     return out
 
 

@@ -289,13 +289,15 @@ def _launcher(b: _Builder, profile: Profile, request: Request) -> Tuple[str, ...
 def build_plan(profile: Profile, request: Request, host: HostFacts,
                image: Optional[ImageFacts], contributions: Sequence[Contribution],
                host_paths: Optional[HostPaths] = None,
-               environ: Optional[Mapping[str, str]] = None) -> Plan:
+               environ: Optional[Mapping[str, str]] = None,
+               mount_slots: Optional[Sequence[str]] = None) -> Plan:
     """Build the launch plan.  Pure: the same inputs always give the same plan.
 
     ``host_paths`` is the survey of the profile's host paths (None: not checked, no
     warnings about missing paths, globs not expanded).  ``environ`` is the caller's whole
     environment (launcher-scope prepend/append, an existing bind path); default
-    ``host.environ``.  The returned plan includes its rendered
+    ``host.environ``.  ``mount_slots`` are the image's empty ``/mnt/N`` directories
+    (Charliecloud; None: unknown).  The returned plan includes its rendered
     :class:`~hpcrun.plan.model.Invocation`.
     """
     b = _Builder(profile, host_paths)
@@ -423,6 +425,7 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
                                           image.environment if image is not None else None,
                                           flavour=host.runtime.flavour,
                                           version=host.runtime.version,
-                                          launcher_family=family)
+                                          launcher_family=family, prefix=b.prefix,
+                                          mount_slots=mount_slots)
     return dataclasses.replace(plan, invocation=invocation,
                                diagnostics=plan.diagnostics + tuple(extra))

@@ -9,7 +9,7 @@ the reason it is there.  Tuples keep it hashable and the order deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Optional, Tuple
 
 PLAN_VERSION = 1
 
@@ -77,16 +77,32 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A host directory of symlinks that must exist before the exec (Charliecloud).
+
+    ch-run cannot create bind destinations, so hpcrun's container layout (``lib/``,
+    ``lib/ucx/``, alias names ...) is built on the host as symlinks and bound at an empty
+    ``/mnt/N`` of the image.  ``links`` are (path relative to ``directory``, symlink
+    target inside the container); ``directory`` is named by a hash of ``links``.
+    """
+
+    directory: str
+    links: Tuple[Tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Invocation:
     """What is finally exec'd: argv and the changes to the launcher's environment.
 
     ``env_set`` pairs are applied on top of the caller's environment, ``env_unset`` names
     removed from it.  Rendering for Apptainer, Singularity or Charliecloud produces this.
+    ``stage`` (Charliecloud only) is a directory the caller creates before the exec.
     """
 
     argv: Tuple[str, ...]
     env_set: Tuple[Tuple[str, str], ...] = ()
     env_unset: Tuple[str, ...] = ()
+    stage: Optional[Stage] = None
 
 
 @dataclass(frozen=True)

@@ -6,25 +6,17 @@ the tests validate every rendered plan against it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any, Dict
 
+from hpcrun.jsondata import to_plain
 from hpcrun.plan.model import PLAN_VERSION, Plan
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def plan_to_dict(plan: Plan) -> Dict[str, Any]:
     """The plan as plain JSON-compatible data, ``version`` first."""
     data: Dict[str, Any] = {"version": PLAN_VERSION}
-    data.update(_plain(plan))
+    data.update(to_plain(plan))
     return data
 
 

@@ -26,7 +26,10 @@ Charliecloud (``ch-run``)
     ``-b SRC:DST`` per bind, ``--env-no-expand`` then ``--set-env=NAME=VALUE`` (literal
     values), the image, ``--``, the command.  ch-run does not evaluate ``$NAME``: prepend and
     append are computed from the image's value (``ImageFacts.environment``).  ch-run cannot
-    create bind destinations: a warning lists the ones the image must already have.
+    create bind destinations and the image is read-only: the binds under hpcrun's prefix
+    become a host stage directory of symlinks bound at an empty ``/mnt/N``
+    (:mod:`hpcrun.render.chstage`, created by the caller before the exec); for the other
+    binds a warning lists the destinations the image must already have.
 """
 
 from __future__ import annotations
@@ -34,7 +37,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from hpcrun.plan.model import ERROR, INFO, WARNING, Bind, Diagnostic, EnvVar, Invocation, Plan
+from hpcrun.plan.model import (
+    ERROR,
+    INFO,
+    WARNING,
+    Bind,
+    Diagnostic,
+    EnvVar,
+    Invocation,
+    Plan,
+    Stage,
+)
 
 
 @dataclass(frozen=True)
@@ -258,21 +271,27 @@ def _older_than(version: str, limit: Tuple[int, int]) -> bool:
 
 
 def _charliecloud(plan: Plan, image_env: Optional[Sequence[Tuple[str, str]]],
-                  diags: List[Diagnostic]) -> List[str]:
+                  diags: List[Diagnostic], environ: Mapping[str, str], prefix: str,
+                  mount_slots: Optional[Sequence[str]]) -> Tuple[List[str], Optional[Stage]]:
+    from hpcrun.render.chstage import layout
+
+    staged = layout(plan.binds, prefix, mount_slots, environ, plan.image)
+    diags.extend(staged.diagnostics)
     argv = [plan.runtime_binary, *plan.runtime_args]
-    for bind in plan.binds:
-        bad = [p for p in (bind.source, bind.destination)
-               if ":" in p or _has_control(p) or not p]
+    pairs = [(b.source, b.destination, b.reason.split(":")[0]) for b in staged.other]
+    pairs += [(source, destination, "runtime") for source, destination in staged.mounts]
+    for source, destination, key in pairs:
+        bad = [p for p in (source, destination) if ":" in p or _has_control(p) or not p]
         if bad:
             diags.append(Diagnostic(ERROR, "bind-inexpressible", f"ch-run -b cannot express "
                                     f"the path {bad[0]!r} (':' or control character)",
-                                    source=bind.reason.split(":")[0]))
+                                    source=key))
             continue
-        argv += ["-b", f"{bind.source}:{bind.destination}"]
-    if plan.binds:
+        argv += ["-b", f"{source}:{destination}"]
+    if staged.other:
         diags.append(Diagnostic(WARNING, "ch-run-bind-destinations", "ch-run cannot create "
                                 "bind destinations; the image must already contain: "
-                                + ", ".join(dict.fromkeys(b.destination for b in plan.binds)),
+                                + ", ".join(dict.fromkeys(b.destination for b in staged.other)),
                                 "create those directories/files in the image (e.g. with "
                                 "ch-image or mkdir in the image directory)", "runtime"))
     image_values = dict(image_env) if image_env is not None else None
@@ -286,31 +305,37 @@ def _charliecloud(plan: Plan, image_env: Optional[Sequence[Tuple[str, str]]],
                                     "value is unknown (image not inspected); ch-run cannot "
                                     "refer to it, so it is dropped", source=name))
         base = (image_values or {}).get(name)
-        value = _fold(entries, base)
+        value = _fold(entries, base, staged.map_value)
         if value is None:
             diags.append(Diagnostic(WARNING, "container-unset", f"ch-run cannot unset {name}: "
                                     "set empty instead", source=name))
             value = ""
         argv.append(f"--set-env={name}={value}")
     argv += [plan.image, "--", *plan.command]
-    return argv
+    return argv, staged.stage
 
 
 def render_invocation(plan: Plan, environ: Mapping[str, str],
                       image_env: Optional[Sequence[Tuple[str, str]]] = None,
-                      flavour: str = "", version: str = "", launcher_family: str = ""
+                      flavour: str = "", version: str = "", launcher_family: str = "",
+                      prefix: str = "/.hpcrun", mount_slots: Optional[Sequence[str]] = None
                       ) -> Tuple[Invocation, Tuple[Diagnostic, ...]]:
     """Render the final argv and environment changes for the plan's runtime.
 
-    ``environ`` is the caller's environment (for launcher-scope prepend/append and an
-    existing bind path), ``image_env`` the image's environment (Charliecloud).  Returns the
-    invocation and the diagnostics rendering found (inexpressible paths ...).  Pure.
+    ``environ`` is the caller's environment (for launcher-scope prepend/append, an
+    existing bind path, where the Charliecloud stage lives), ``image_env`` the image's
+    environment (Charliecloud).  For Charliecloud the binds under ``prefix`` become a stage
+    directory bound at one of ``mount_slots`` (the image's empty ``/mnt/N``; None:
+    unknown, ``/mnt/0`` .. ``/mnt/9`` assumed), see :mod:`hpcrun.render.chstage`.  Returns
+    the invocation and the diagnostics rendering found (inexpressible paths ...).  Pure.
     """
     diags: List[Diagnostic] = []
     syntax = RUNTIMES.get(plan.runtime, RUNTIMES["apptainer"])
     env_set, env_unset = launcher_env(plan, environ)
+    stage: Optional[Stage] = None
     if plan.runtime == "charliecloud":
-        runtime_argv = _charliecloud(plan, image_env, diags)
+        runtime_argv, stage = _charliecloud(plan, image_env, diags, environ, prefix,
+                                            mount_slots)
     else:
         runtime_argv, runtime_env = _apptainer(plan, syntax, environ, flavour, version, diags)
         env_set = runtime_env + env_set
@@ -321,4 +346,4 @@ def render_invocation(plan: Plan, environ: Mapping[str, str],
         forward = [word for name, _ in env_set for word in ("-x", name)]
         launcher[end:end] = forward
     argv = (*launcher, *plan.wrapper, *runtime_argv)
-    return Invocation(tuple(argv), tuple(env_set), tuple(env_unset)), tuple(diags)
+    return Invocation(tuple(argv), tuple(env_set), tuple(env_unset), stage), tuple(diags)

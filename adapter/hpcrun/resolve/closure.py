@@ -32,14 +32,16 @@ import stat
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
-from hpcrun.elf.model import ElfInfo
 from hpcrun.errors import ElfError
 from hpcrun.plan.model import ERROR, WARNING, Diagnostic
 from hpcrun.resolve import hostlibs
 
-Reader = Callable[[str], ElfInfo]
+if TYPE_CHECKING:
+    from hpcrun.elf.model import ElfInfo
+
+Reader = Callable[[str], "ElfInfo"]
 
 MAX_SYMLINKS = 40
 MAX_LIBRARIES = 5000

@@ -19,9 +19,8 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
-from hpcrun.elf.model import ElfInfo
 from hpcrun.errors import ElfError
 from hpcrun.host.facts import HostFacts
 from hpcrun.image.facts import AppFacts, ImageFacts, MpiLibrary
@@ -40,15 +39,23 @@ from hpcrun.profiles.model import Mpi, Profile
 from hpcrun.resolve import families, hostlibs, verdict
 from hpcrun.resolve.closure import ROOT, Closure, HostLibrary, host_closure
 
-Reader = Callable[[str], ElfInfo]
+if TYPE_CHECKING:
+    from hpcrun.elf.model import ElfInfo
+
+Reader = Callable[[str], "ElfInfo"]
 
 
 def _reader(reader: Optional[Reader]) -> Reader:
     if reader is not None:
         return reader
+    return _read_elf_file
+
+
+def _read_elf_file(path: str) -> ElfInfo:
+    """:func:`hpcrun.elf.reader.read_elf_file`, imported when a file is first read."""
     from hpcrun.elf.reader import read_elf_file
 
-    return read_elf_file
+    return read_elf_file(path)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from hpcrun.elf.model import ElfInfo
 from hpcrun.image.facts import Libc, MpiLibrary, VersionDefs
 from hpcrun.plan.model import (
     COMPATIBLE,
@@ -32,6 +31,9 @@ from hpcrun.plan.model import (
     Diagnostic,
 )
 from hpcrun.resolve import families
+
+if TYPE_CHECKING:
+    from hpcrun.elf.model import ElfInfo
 
 POLICIES = ("major", "full", "strict")
 
