@@ -55,6 +55,18 @@ def test_incompatible_verdict() -> None:
     assert caught.value.exit_code == 5 and "Open MPI app" in caught.value.message
 
 
+def test_incompatible_reasons_are_deduplicated_and_capped() -> None:
+    reasons = [Diagnostic(ERROR, "arch", "built for i686", "use an x86_64 image")] * 2 + [
+        Diagnostic(ERROR, "missing", f"library {i} missing") for i in range(5)]
+    with pytest.raises(IncompatibleError) as caught:
+        check_plan(_plan(verdict=INCOMPATIBLE, diagnostics=tuple(reasons)))
+    message = caught.value.message
+    assert message.count("built for i686") == 1
+    assert "library 1 missing" in message and "library 2 missing" not in message
+    assert message.endswith("(and 3 more)")
+    assert caught.value.hint.startswith("use an x86_64 image; ")
+
+
 def test_warnings_one_line_each() -> None:
     plan = _plan(diagnostics=(Diagnostic(WARNING, "w", "two\nlines"),
                               Diagnostic(WARNING, "v", "second")))

@@ -215,14 +215,19 @@ def test_charliecloud_argv() -> None:
     image = ImageFacts(source="img", kind="sandbox",
                        environment=(("LD_LIBRARY_PATH", "/usr/local/lib"),))
     plan = plan_for(profile, "charliecloud", request=Request((), "/img", ("python", "-c", "1")),
-                    image=image, binary="/usr/bin/ch-run")
+                    image=image, binary="/usr/bin/ch-run", environ={"HOME": "/home/u"})
+    stage = plan.invocation.stage
+    assert stage is not None and stage.links == (("lib/libmlx5.so.1", "/mnt/1/libmlx5.so.1"),)
+    assert stage.directory.startswith("/home/u/.cache/hpcrun/stage/")
     assert plan.invocation.argv == (
         "ch-run", "-b", "/scratch:/scratch",
-        "-b", "/usr/lib64/libmlx5.so.1:/.hpcrun/lib/libmlx5.so.1", "--env-no-expand",
-        "--set-env=LD_LIBRARY_PATH=/.hpcrun/lib:/usr/local/lib",
+        "-b", f"{stage.directory}:/mnt/0", "-b", "/usr/lib64:/mnt/1", "--env-no-expand",
+        "--set-env=LD_LIBRARY_PATH=/mnt/0/lib:/usr/local/lib",
         "--set-env=UCX_POSIX_USE_PROC_LINK=n", "--set-env=A=$x",
         "/img", "--", "python", "-c", "1")
-    assert "ch-run-bind-destinations" in {d.code for d in plan.warnings}
+    warning = next(d for d in plan.warnings if d.code == "ch-run-bind-destinations")
+    assert warning.message.endswith("must already contain: /scratch")
+    assert plan.errors == ()
     unknown = plan_for(profile, "charliecloud", request=Request((), "/img", ("x",)))
     assert "image-env-unknown" in {d.code for d in unknown.warnings}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -88,6 +87,8 @@ class FactsCache:
         except (TypeError, ValueError) as exc:
             _debug("hpcrun cache: value for %r is not JSON: %s", key, exc)
             return
+        import tempfile  # only writers need it (a cache hit does not)
+
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.directory)

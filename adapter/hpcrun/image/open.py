@@ -18,12 +18,13 @@ launches anyway.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Pattern, Sequence, Tuple
 
 from hpcrun.errors import EncryptedImageError, ImageError
 from hpcrun.image import sif as sifmod
@@ -124,7 +125,13 @@ def _cache_roots(environ: Mapping[str, str]) -> List[str]:
     return roots
 
 
-_DIGEST = re.compile(r"sha256[:.]([0-9a-f]{64})")
+_DIGEST = r"sha256[:.]([0-9a-f]{64})"
+
+
+@functools.cache
+def _rx(pattern: str, flags: int = 0) -> Pattern[str]:
+    """``pattern`` compiled at first use: the launch path (a cache hit) compiles none."""
+    return re.compile(pattern, flags)
 
 
 def find_cached_sif(uri: str, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
@@ -138,7 +145,7 @@ def find_cached_sif(uri: str, environ: Optional[Mapping[str, str]] = None) -> Op
     Without a pinned digest this returns None: we never guess which cached image is meant.
     """
     env = os.environ if environ is None else environ
-    match = _DIGEST.search(uri)
+    match = _rx(_DIGEST).search(uri)
     if match is None:
         return None
     hexdigest = match.group(1)
@@ -399,8 +406,8 @@ def open_image(image: str, environ: Optional[Mapping[str, str]] = None) -> Opene
 
 # --- environment and labels, read statically (no shell) ------------------------------------
 
-_ASSIGN = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ASSIGN = r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$"
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
 def _find_close(text: str, start: int) -> int:
@@ -430,7 +437,7 @@ def _find_close(text: str, start: int) -> int:
 
 
 def _expand_param(body: str, env: Dict[str, str]) -> str:
-    m = _NAME.match(body)
+    m = _rx(_NAME).match(body)
     if m is None:
         return "${" + body + "}"
     name, rest = m.group(0), body[m.end() :]
@@ -493,7 +500,7 @@ def _shell_word(text: str, env: Dict[str, str]) -> Tuple[str, int]:
                 out.append(_expand_param(text[i + 2 : end], env))
                 i = end + 1
                 continue
-            m = _NAME.match(text, i + 1)
+            m = _rx(_NAME).match(text, i + 1)
             if m is not None:
                 name = m.group(0)
                 out.append(env[name] if name in env else "$" + name)
@@ -516,7 +523,7 @@ def parse_env_script(text: str, env: Optional[Dict[str, str]] = None) -> Dict[st
         line = raw_line.strip()
         if not line or line.startswith("#"):
             continue
-        m = _ASSIGN.match(line)
+        m = _rx(_ASSIGN, re.S).match(line)
         if m is None:
             continue
         while m is not None:
@@ -528,7 +535,7 @@ def parse_env_script(text: str, env: Optional[Dict[str, str]] = None) -> Dict[st
             tail = rest[end:]
             if not tail[:1].isspace():
                 break
-            m = _ASSIGN.match(tail.lstrip())
+            m = _rx(_ASSIGN, re.S).match(tail.lstrip())
     return env
 
 

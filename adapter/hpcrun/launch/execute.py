@@ -27,6 +27,9 @@ def final_environment(invocation: Invocation, environ: Mapping[str, str]) -> Dic
     return env
 
 
+SHOWN_REASONS = 3  # the rest is in --explain; a job log wants the first few, not thirty
+
+
 def check_plan(plan: Plan, force: bool = False) -> None:
     """Refuse to launch a plan with errors unless ``force``.
 
@@ -36,9 +39,14 @@ def check_plan(plan: Plan, force: bool = False) -> None:
     if force:
         return
     if plan.verdict == INCOMPATIBLE:
-        reasons = "; ".join(d.message for d in plan.errors) or "the resolver said incompatible"
-        raise IncompatibleError(f"the host MPI cannot serve this application: {reasons}",
-                                "see `hpcrun --explain ...`; --force launches anyway")
+        reasons = list(dict.fromkeys(d.message for d in plan.errors))
+        shown = "; ".join(reasons[:SHOWN_REASONS]) or "the resolver said incompatible"
+        if len(reasons) > SHOWN_REASONS:
+            shown += f" (and {len(reasons) - SHOWN_REASONS} more)"
+        first_hint = next((d.hint for d in plan.errors if d.hint), "")
+        raise IncompatibleError(f"the host MPI cannot serve this application: {shown}",
+                                (first_hint + "; " if first_hint else "")
+                                + "see `hpcrun --explain ...`; --force launches anyway")
     if plan.errors:
         first = plan.errors[0]
         more = f" (and {len(plan.errors) - 1} more)" if len(plan.errors) > 1 else ""

@@ -22,11 +22,11 @@ a root path, so tests run on fake host trees.
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Pattern, Tuple
 
 _GLIBC_PATTERNS = (
     "libc.so.*", "libm.so.*", "libpthread.so.*", "libdl.so.*", "librt.so.*", "libutil.so.*",
@@ -36,21 +36,25 @@ _GLIBC_PATTERNS = (
     "ld-*.so",  # old glibc named the loader ld-2.17.so
 )
 
-_RUNTIME = re.compile(
-    r"^(libstdc\+\+|libgcc_s|libgfortran|libquadmath|libgomp|libatomic)\.so(\.\d+)*$")
+_RUNTIME = r"^(libstdc\+\+|libgcc_s|libgfortran|libquadmath|libgomp|libatomic)\.so(\.\d+)*$"
 
 
-_GLIBC = re.compile("|".join(fnmatch.translate(p) for p in _GLIBC_PATTERNS))
+# Compiled at first use, not at import: a launch that never asks pays nothing.
+@functools.cache
+def _glibc() -> Pattern[str]:
+    import fnmatch
+
+    return re.compile("|".join(fnmatch.translate(p) for p in _GLIBC_PATTERNS))
 
 
 def is_glibc_family(name: str) -> bool:
     """Whether a library name (soname or path) belongs to glibc, which the container keeps."""
-    return _GLIBC.match(name.rsplit("/", 1)[-1]) is not None
+    return _glibc().match(name.rsplit("/", 1)[-1]) is not None
 
 
 def is_compiler_runtime(name: str) -> bool:
     """Whether a library is a compiler runtime (libstdc++, libgcc_s, libgfortran ...)."""
-    return _RUNTIME.match(name.rsplit("/", 1)[-1]) is not None
+    return re.match(_RUNTIME, name.rsplit("/", 1)[-1]) is not None
 
 
 # Plugin directories a library finds beside itself: UCX's libucs opens its transport

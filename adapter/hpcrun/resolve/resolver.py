@@ -548,7 +548,8 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
                 "the image facts list no libc/libstdc++ symbol versions: host libraries' "
                 "symbol-version needs were not checked", source="image"))
         archs = {lib.info.architecture for lib in bound if lib.info.architecture}
-        if image.architecture and archs and image.architecture not in archs:
+        already = any(d.code == verdict.ARCH_MISMATCH for d in diagnostics)
+        if image.architecture and archs and image.architecture not in archs and not already:
             diagnostics.extend(verdict.check_architecture(sorted(archs)[0], image.architecture))
         if app_symbols and provisions:
             # MPI symbols come from the MPI libraries themselves (C, Fortran, C++, ABI).
