@@ -176,7 +176,7 @@ def test_container_without_mpi_gets_host_binds(apps: Callable, host_sites: Calla
 def test_architecture_mismatch(apps: Callable, host_sites: Callable) -> None:
     result = run(host_sites("debian-mpich"), apps("debian-mpich").image(architecture="aarch64"))
     assert result.verdict == INCOMPATIBLE
-    assert "arch-mismatch" in codes(result, ERROR)
+    assert codes(result, ERROR).count("arch-mismatch") == 1  # host and its libraries: once
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("major", C), ("full", W), ("strict", X)])
