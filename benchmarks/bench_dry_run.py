@@ -4,11 +4,10 @@ Runs the installed ``hpcrun`` program and ``python -c pass`` alternately in the 
 prints both medians and their ratio (target: hpcrun <= 100 ms).  The image is a real SIF
 from ``../shared/data/sif`` when present, else a squashfs image made with mksquashfs.
 
-The ``hpcrun`` measured is the console script beside the running interpreter (a pyenv
-shim would add its own ~60 ms), and the package is byte-compiled first (``compileall``),
-as ``pip install`` does: with PYTHONDONTWRITEBYTECODE set, an editable install would
-otherwise recompile every module on every run.  The image facts cache is warm (the first,
-unmeasured run fills it), as it is for every launch after the first.
+The ``hpcrun`` measured is the console script beside the running interpreter (not a pyenv
+shim), and the package is byte-compiled first, as ``pip install`` does (see
+``benchutil.py``).  The image facts cache is warm (the first, unmeasured run fills it), as
+it is for every launch after the first.
 
     python benchmarks/bench_dry_run.py [--runs N]
 """
@@ -18,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,6 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import List, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchutil import compile_package, hpcrun_program
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_SIF = REPO.parent / "shared" / "data" / "sif" / "images" / "one-group.sif"
@@ -40,24 +42,6 @@ def _image(tmp: Path) -> Path:
     image = tmp / "bench.sqfs"
     subprocess.run(["mksquashfs", str(tree), str(image), "-quiet", "-noappend"], check=True)
     return image
-
-
-def hpcrun_program() -> str:
-    """The ``hpcrun`` console script of this interpreter (not a shim), or '' if absent."""
-    beside = Path(sys.executable).parent / "hpcrun"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("hpcrun") or ""
-
-
-def compile_package() -> None:
-    """Byte-compile the hpcrun package, as a real install does."""
-    import hpcrun
-
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(Path(hpcrun.__file__).parent)],
-        check=True,
-    )
 
 
 def _time(argv: List[str], env: dict) -> Tuple[float, float]:

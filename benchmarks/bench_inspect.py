@@ -12,6 +12,8 @@ whole processes, medians over ``--runs``:
 * warm: the same command with that cache filled;
 * baseline: what tools without a lazy reader do, ``unsquashfs -d TMP IMAGE`` of the library
   directories and ``/etc/ld.so.cache``, then listing them;
+* inspection as a launch does it: ``hpcrun --dry-run --site debian-mpich IMAGE true``, cold
+  (empty cache: the image is opened and read) and warm (a cache hit never opens the image);
 * for the record: ``python -c pass`` (the interpreter floor) and, with ``--pysquashfsimage``,
   the eager PySquashfsImage 0.9.0 in a throw-away venv (never a dependency of hpcrun).
 
@@ -19,6 +21,8 @@ The inspection command defaults to ``hpcrun inspect --json {image}`` when that w
 ``benchmarks/inspect_probe.py`` (lazy open, ld.so.cache, libmpi* ELF headers).  "Cold" means
 hpcrun's cache is empty; the OS page cache stays warm (dropping it would disturb other users).
 Wall time is noisy on a shared machine, so CPU time (user + sys of the child) is shown too.
+``hpcrun`` is the console script beside this interpreter and the package is byte-compiled
+first, as an installed hpcrun is (``benchutil.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from benchutil import compile_package, hpcrun_program  # noqa: E402
 from build_big_image import OUT, build  # noqa: E402
 
 PROBE = HERE / "inspect_probe.py"
@@ -70,7 +75,7 @@ def inspect_command(image: Path, template: Optional[str]) -> List[str]:
     """The inspection command: ``template`` or ``hpcrun inspect --json`` or the probe."""
     if template:
         return shlex.split(template.format(image=str(image)))
-    candidate = ["hpcrun", "inspect", "--json", str(image)]
+    candidate = [hpcrun_program() or "hpcrun", "inspect", "--json", str(image)]
     with tempfile.TemporaryDirectory() as cache:
         try:
             proc = subprocess.run(candidate, env=_env(cache), capture_output=True, timeout=120)
@@ -149,7 +154,10 @@ def main() -> None:
     args = parser.parse_args()
 
     image = build(args.comp)
+    compile_package()
     cmd = inspect_command(image, args.command)
+    launch = [hpcrun_program() or "hpcrun", "--dry-run", "--site", "debian-mpich", str(image),
+              "true"]
     print(f"image: {image} ({image.stat().st_size / 1e6:.0f} MB, {args.comp})")
     print(f"inspection command: {shlex.join(cmd)}")
     rows: List[Tuple[str, Tuple[float, float, float]]] = []
@@ -160,6 +168,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         _timed(cmd, _env(cache))  # fill the cache
         rows.append(("warm inspection", measure(args.runs, lambda: _timed(cmd, _env(cache)))))
+    rows.append(("launch --dry-run, cold cache", measure(args.runs, lambda: cold(launch))))
+    with tempfile.TemporaryDirectory() as cache:
+        _timed(launch, _env(cache))
+        warm = measure(args.runs, lambda: _timed(launch, _env(cache)))
+        rows.append(("launch --dry-run, warm cache", warm))
     if args.pysquashfsimage:
         eager = pysquashfs_command(image)
         if eager:

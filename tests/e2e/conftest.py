@@ -134,9 +134,13 @@ def hpcrun_launch_ready(env: Dict[str, str], cwd: Path) -> Optional[str]:
 
 
 @pytest.fixture(scope="session")
-def hpcrun_env(base_env: Dict[str, str], workdir: Path) -> Dict[str, str]:
-    """``base_env`` for hpcrun runs; skips while hpcrun's launch path is missing."""
+def hpcrun_env(base_env: Dict[str, str], workdir: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
+    """``base_env`` for hpcrun runs; skips while hpcrun's launch path is missing.
+
+    ``XDG_CACHE_HOME`` is a fresh session directory: hpcrun's caches (image facts, the
+    Charliecloud stage) start empty and stay out of the caller's home."""
     reason = hpcrun_launch_ready(base_env, workdir)
     if reason:
         pytest.skip(reason)
-    return dict(base_env)
+    return dict(base_env, XDG_CACHE_HOME=str(tmp_path_factory.mktemp("cache")))

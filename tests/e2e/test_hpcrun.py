@@ -11,6 +11,8 @@ Open MPI 4.1.4 copied into the test image).
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -37,22 +39,25 @@ def from_host(path: str) -> bool:
     return path.startswith(PREFIX + "/")
 
 
-def hpcrun(env: Dict[str, str], cwd: Path, *args: str) -> Run:
-    """Run ``hpcrun ARGS``.
+# Under ch-run the host's library directory is bound at an empty /mnt/N (N >= 1; /mnt/0
+# holds hpcrun's stage of symlinks): /proc/self/maps names the real file there.  The test
+# image's /mnt/N are empty and its own MPICH lives in /usr/lib/x86_64-linux-gnu.
+CH_HOST_MPICH = re.compile(r"/mnt/[1-9][0-9]*/libmpich\.so\.12\.2\.2")
 
-    A Charliecloud run that fails only because hpcrun binds files to destinations the image
-    lacks (ch-run 0.31 cannot create them; hpcrun warns about it) is reported as XFAIL with
-    that reason, not hidden: any other failure still fails the test, and the mark goes away
-    by itself once hpcrun renders binds ch-run can make.
-    """
-    result = run(["hpcrun", *args], env, cwd, timeout=180)
-    if ("charliecloud" in args and result.returncode != 0
-            and "ch-run cannot create bind destinations" in result.stderr
-            and "can't mkdir" in result.stderr):
-        pytest.xfail("known gap: hpcrun's Charliecloud rendering binds host files to "
-                     "destinations the image does not have, and ch-run 0.31 cannot create "
-                     "them (read-only image)")
-    return result
+
+def from_host_via_mnt(path: str) -> bool:
+    """The mapped MPI library is the host's Debian MPICH file, bound under /mnt/N."""
+    return CH_HOST_MPICH.fullmatch(path) is not None
+
+
+def served_from_host(runtime: str) -> Callable[[str], bool]:
+    """The check of the mapped MPI library path for a runtime."""
+    return from_host_via_mnt if runtime == "charliecloud" else from_host
+
+
+def hpcrun(env: Dict[str, str], cwd: Path, *args: str) -> Run:
+    """Run ``hpcrun ARGS``."""
+    return run(["hpcrun", *args], env, cwd, timeout=180)
 
 
 @pytest.mark.parametrize("form", ["sif", "squashfs", "sandbox"])
@@ -79,7 +84,26 @@ def test_srun_charliecloud_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str
                     "srun", "-n", "2", str(e2e_images.mpich.sandbox),
                     "python3", "/opt/hello/hello.py")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, MPICH4, from_host)
+    assert_ranks(result.stdout, 2, MPICH4, from_host_via_mnt)
+    # The stage hpcrun made in the user's cache: the layout under /.hpcrun as symlinks.
+    stages = list((Path(hpcrun_env["XDG_CACHE_HOME"]) / "hpcrun" / "stage").iterdir())
+    assert stages, result.describe()
+    links = {os.readlink(stage / "lib" / "libmpich.so.12") for stage in stages}
+    assert all(CH_HOST_MPICH.fullmatch(link) for link in links), links
+
+
+def test_charliecloud_wheel_mpich_keeps_its_origin_layout(
+        e2e_images: ImageSet, hpcrun_env: Dict[str, str], workdir: Path,
+        site_dir: Callable[[str], Path]) -> None:
+    """Host MPICH 5.0.2 (PyPI wheel, RUNPATH ``$ORIGIN:$ORIGIN/mpich`` with libfabric and UCX
+    in ``lib/mpich/``) under ch-run: the stage reproduces that layout, so the loader finds
+    the bundled libraries beside the symlink it opened."""
+    result = hpcrun(hpcrun_env, workdir, "--site", str(site_dir("wheel-mpich")), "--runtime",
+                    "charliecloud", "srun", "-n", "2", str(e2e_images.mpich.sandbox),
+                    "/usr/local/bin/hello")
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, "MPICH Version: 5.0.2",
+                 lambda path: re.fullmatch(r"/mnt/[1-9][0-9]*/libmpi\.so\.12", path) is not None)
 
 
 @pytest.mark.parametrize("runtime", ["apptainer", "charliecloud"])
@@ -89,7 +113,7 @@ def test_mpiexec_hydra_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str, st
     result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "--runtime", runtime,
                     "mpiexec.hydra", "-n", "2", str(image), "python3", "/opt/hello/hello.py")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, MPICH4, from_host)
+    assert_ranks(result.stdout, 2, MPICH4, served_from_host(runtime))
 
 
 @pytest.mark.parametrize("launcher", ["mpirun", "srun"])

@@ -24,7 +24,8 @@ def test_files_of_one_directory_and_its_plugin_subdir_share_one_slot() -> None:
              lib(f"{MULTIARCH}/ucx/libuct_cma.so.0.0.0", "/.hpcrun/lib/ucx/libuct_cma.so.0"),
              lib("/opt/wheel/lib/mpich/libfabric.so.1", "/.hpcrun/lib/mpich/libfabric.so.1")]
     found = layout(binds, "/.hpcrun", None, HOME)
-    assert found.diagnostics == () and found.other == ()
+    assert [d.code for d in found.diagnostics] == ["ch-run-stage"] and found.other == ()
+    assert f"{MULTIARCH} at /mnt/1" in found.diagnostics[0].message
     assert found.stage is not None
     assert found.stage.links == (
         ("lib/libmpich.so.12", "/mnt/1/libmpich.so.12.2.2"),
@@ -136,3 +137,15 @@ def test_apptainer_rendering_has_no_stage() -> None:
     assert plan.invocation.stage is None
     assert dict(plan.invocation.env_set)["APPTAINER_BINDPATH"] == (
         f"{MULTIARCH}/libmpich.so.12.2.2:/.hpcrun/lib/libmpich.so.12:ro")
+
+
+def test_binds_nested_in_a_staged_directory() -> None:
+    wheel = "/opt/wheel/lib"
+    outer = Bind(f"{wheel}/mpich", "/.hpcrun/lib/mpich", True, "closure", "library")
+    same = lib(f"{wheel}/mpich/libfabric.so.1", "/.hpcrun/lib/mpich/libfabric.so.1")
+    found = layout([outer, same], "/.hpcrun", None, HOME)
+    assert found.stage is not None and found.stage.links == (("lib/mpich", "/mnt/1/mpich"),)
+    other = lib("/elsewhere/libfabric.so.1", "/.hpcrun/lib/mpich/libfabric.so.1")
+    clash = layout([outer, other], "/.hpcrun", None, HOME)
+    assert clash.stage is None
+    assert [d.code for d in clash.diagnostics] == ["ch-run-nested-binds"]

@@ -9,27 +9,68 @@ Everything after ``--app`` (or ``--``) is the application command, taken verbati
 own options are never read as hpcrun's; ``--json`` and ``--no-cache`` may also follow IMAGE
 as long as they come before the command.  People get a summary; ``--json`` prints
 :func:`hpcrun.image.serialize.facts_to_json` for scripts.
+
+The usual forms (``hpcrun inspect [--json] [--no-cache] IMAGE ...``) are served by
+:func:`run_direct` without typer, whose import costs more than a cached inspection; typer
+handles everything else (``--help``, mistakes), and rich is imported for the summary only.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, List, Optional, Tuple
-
-import typer
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from hpcrun.errors import UsageError
+
+if TYPE_CHECKING:
+    import typer
 
 OWN_FLAGS = ("--json", "--no-cache")
 
 
 def register(app: typer.Typer) -> None:
     """Add the `inspect` command to the app."""
+    import typer
+
+    def inspect(
+        image: str = typer.Argument(..., help="SIF/squashfs/ext3 image file or sandbox directory."),
+        command: Optional[List[str]] = typer.Argument(  # noqa: B008 - typer declares options so
+            None, help="--app CMD ARGS... (or -- CMD ...): the application to analyse."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
+        no_cache: bool = typer.Option(
+            False, "--no-cache", help="Ignore and bypass the facts cache."
+        ),
+    ) -> None:
+        """Show the facts hpcrun reads from an image: architecture, libc, MPI, GPU runtimes, app."""
+        inspect_command(image, command, as_json, no_cache)
+
     app.command(
         "inspect",
         context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
-    )(inspect_command)
+    )(inspect)
+
+
+def run_direct(args: List[str]) -> Optional[int]:
+    """Run ``hpcrun inspect ARGS`` without typer when ARGS take the usual form; else None.
+
+    The usual form is ``[--json] [--no-cache] IMAGE [anything split_arguments accepts]``,
+    parsed as typer would; anything else (``--help``, a missing image, an unknown option
+    before the image) returns None so that typer answers it.
+    """
+    if any(arg in ("--help", "-h") for arg in args):
+        return None
+    rest = list(args)
+    as_json = no_cache = False
+    while rest and rest[0] in OWN_FLAGS:
+        flag = rest.pop(0)
+        as_json = as_json or flag == "--json"
+        no_cache = no_cache or flag == "--no-cache"
+    if not rest or rest[0].startswith("-"):
+        return None
+    inspect_command(rest[0], rest[1:], as_json, no_cache)
+    return 0
 
 
 def split_arguments(args: List[str]) -> Tuple[List[str], bool, bool]:
@@ -54,12 +95,10 @@ def split_arguments(args: List[str]) -> Tuple[List[str], bool, bool]:
 
 
 def inspect_command(
-    image: str = typer.Argument(..., help="SIF/squashfs/ext3 image file or sandbox directory."),
-    command: Optional[List[str]] = typer.Argument(  # noqa: B008 - typer declares options so
-        None, help="--app CMD ARGS... (or -- CMD ...): the application to analyse."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and bypass the facts cache."),
+    image: str,
+    command: Optional[List[str]] = None,
+    as_json: bool = False,
+    no_cache: bool = False,
 ) -> None:
     """Show the facts hpcrun reads from an image: architecture, libc, MPI, GPU runtimes, app."""
     from hpcrun.image.inspect import inspect_image

@@ -44,9 +44,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         word = _first_word(args)
         if word in SUBCOMMANDS or word in ("--help", "-h", "--version", None):
+            plain = [a for a in args if a != "--debug"]
+            if word == "inspect":  # its usual forms need no typer (see run_direct)
+                from hpcrun.cli.inspect import run_direct
+
+                done = run_direct(plain[1:])
+                if done is not None:
+                    return done
             from hpcrun.cli.app import run_app
 
-            return run_app([a for a in args if a != "--debug"])
+            return run_app(plain)
         from hpcrun.cli.run import run
 
         return run(args)

@@ -5,6 +5,15 @@ stages that decide things (profiles, image inspection, resolver, GPU, threads, w
 are imported lazily and used when they are installed; the plan is built purely by
 :func:`hpcrun.plan.build.build_plan`, then printed (``--dry-run``, ``--explain``,
 ``--json``) or exec'd.
+
+Charliecloud: ch-run cannot create bind destinations in the read-only image, so the host
+libraries reach the container through a *stage*, a directory of symlinks bound at the
+image's empty ``/mnt/0`` (:mod:`hpcrun.render.chstage`).  It is created here, before the
+exec and for ``--dry-run`` (so the printed command works when pasted), in
+``$HPCRUN_STAGE_DIR``, else ``$XDG_CACHE_HOME/hpcrun/stage``, else
+``~/.cache/hpcrun/stage``.  On a multi-node cluster that directory must be visible on the
+compute nodes: set ``HPCRUN_STAGE_DIR`` to a shared file system when the home directory
+is not mounted there.
 """
 
 from __future__ import annotations
@@ -44,6 +53,11 @@ options (before the launcher):
   --json                print the plan as JSON
   --debug               show tracebacks
   --help                this help
+
+environment:
+  HPCRUN_SITE           the default site profile (--site)
+  HPCRUN_STAGE_DIR      Charliecloud: where hpcrun's stage directories go (default
+                        ~/.cache/hpcrun/stage); must be visible on every compute node
 
 subcommands: hpcrun site|inspect|check|env|module --help
 """

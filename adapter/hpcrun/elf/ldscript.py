@@ -14,10 +14,11 @@ from typing import List, Tuple
 # How much of a file is considered when deciding whether it is a script.
 MAX_SCRIPT_BYTES = 65536
 
-_COMMENT = re.compile(r"/\*.*?\*/", re.S)
-_COMMAND = re.compile(r"\b(INPUT|GROUP)\s*\(")
-_KNOWN = re.compile(r"\b(INPUT|GROUP|OUTPUT_FORMAT|OUTPUT_ARCH|SEARCH_DIR|SECTIONS)\s*\(")
-_TOKEN = re.compile(r"[()]|[^\s(),]+")
+# Patterns are compiled at first use (re's cache): most launches never need them.
+_COMMENT = r"/\*.*?\*/"  # with re.S
+_COMMAND = r"\b(INPUT|GROUP)\s*\("
+_KNOWN = r"\b(INPUT|GROUP|OUTPUT_FORMAT|OUTPUT_ARCH|SEARCH_DIR|SECTIONS)\s*\("
+_TOKEN = r"[()]|[^\s(),]+"
 
 
 def looks_like_ld_script(data: bytes) -> bool:
@@ -32,7 +33,7 @@ def looks_like_ld_script(data: bytes) -> bool:
         text = data[:MAX_SCRIPT_BYTES].decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return _KNOWN.search(_COMMENT.sub(" ", text)) is not None
+    return re.search(_KNOWN, re.sub(_COMMENT, " ", text, flags=re.S)) is not None
 
 
 def parse_ld_script(text: str) -> Tuple[str, ...]:
@@ -41,7 +42,7 @@ def parse_ld_script(text: str) -> Tuple[str, ...]:
     Names inside ``AS_NEEDED(...)`` count too.  ``-lNAME`` becomes ``libNAME.so`` (what the
     linker tries first).  Order is kept, duplicates dropped.
     """
-    tokens = _TOKEN.findall(_COMMENT.sub(" ", text))
+    tokens = re.findall(_TOKEN, re.sub(_COMMENT, " ", text, flags=re.S))
     names: List[str] = []
     depth = 0
     inside = False  # within an INPUT/GROUP command

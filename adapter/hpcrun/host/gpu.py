@@ -39,7 +39,7 @@ ROCM_LIBRARIES = ("libdrm", "libdrm_amdgpu", "libamdocl64", "libhsa-runtime64", 
 ROCM_TOOLS = ("rocm-smi", "rocminfo")
 TOOL_DIRS = ("usr/bin", "usr/local/bin", "bin", "opt/rocm/bin")
 
-_NVRM = re.compile(r"Kernel Module(?:\s+for\s+\S+)?\s+([0-9]+(?:\.[0-9]+)+)")
+_NVRM = r"Kernel Module(?:\s+for\s+\S+)?\s+([0-9]+(?:\.[0-9]+)+)"  # compiled at use
 
 
 def parse_nvidia_driver_version(text: str) -> str:
@@ -51,7 +51,7 @@ def parse_nvidia_driver_version(text: str) -> str:
     """
     for line in text.splitlines():
         if line.startswith("NVRM"):
-            match = _NVRM.search(line)
+            match = re.search(_NVRM, line)
             if match:
                 return match.group(1)
     return ""

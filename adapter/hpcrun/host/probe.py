@@ -23,7 +23,7 @@ RELEVANT_NAMES = (
     "NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
 )
 
-_LIBC_FILE = re.compile(r"^libc-([0-9]+\.[0-9]+)\.so$")
+_LIBC_FILE = r"^libc-([0-9]+\.[0-9]+)\.so$"  # compiled at first use
 
 
 def glibc_version(root: Path = Path("/"), cache: Optional[List[Tuple[str, str]]] = None) -> str:
@@ -45,7 +45,7 @@ def glibc_version(root: Path = Path("/"), cache: Optional[List[Tuple[str, str]]]
             directory = root / path.lstrip("/")
             try:
                 for entry in directory.parent.iterdir():
-                    match = _LIBC_FILE.match(entry.name)
+                    match = re.match(_LIBC_FILE, entry.name)
                     if match:
                         return match.group(1)
             except OSError:

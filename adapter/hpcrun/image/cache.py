@@ -10,7 +10,6 @@ fails a launch.  Stdlib only, and cheap to import.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -22,6 +21,22 @@ MAX_ENTRIES = 512
 MAX_BYTES = 64 << 20
 SUFFIX = ".json"
 
+
+
+def sha256_hex(data: bytes) -> str:
+    """The SHA-256 of ``data`` in hex (cache keys and file names).
+
+    CPython's own SHA-256 module is used when present: ``import hashlib`` loads OpenSSL,
+    which costs a launch more than the rest of a cache hit.  Same digest either way.
+    """
+    try:
+        from _sha256 import sha256  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # 3.12+
+        except ImportError:
+            from hashlib import sha256
+    return str(sha256(data).hexdigest())
 
 
 def _debug(message: str, *args: object) -> None:
@@ -55,7 +70,7 @@ class FactsCache:
         self._disabled = False
 
     def _path(self, key: str) -> Path:
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        digest = sha256_hex(key.encode("utf-8", "surrogatepass"))
         return self.directory / (digest + SUFFIX)
 
     def get(self, key: str) -> Optional[dict]:

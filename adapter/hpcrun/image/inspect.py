@@ -360,10 +360,10 @@ def inspect_tree(
 
 def cache_key(identity: str, app: Optional[Sequence[str]]) -> str:
     """The facts-cache key: image identity + app command + hpcrun and facts versions."""
-    import hashlib
+    from hpcrun.image.cache import sha256_hex
 
     raw = json.dumps([FACTS_VERSION, __version__, identity, list(app or ())])
-    return "facts-" + hashlib.sha256(raw.encode()).hexdigest()
+    return "facts-" + sha256_hex(raw.encode())
 
 
 def _facts_cache() -> Any:

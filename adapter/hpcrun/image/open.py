@@ -27,17 +27,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Pattern, Sequence, Tuple
 
 from hpcrun.errors import EncryptedImageError, ImageError
-from hpcrun.image import sif as sifmod
 
 # The file-system layer is imported by the functions that open one: a cache hit needs
 # only image_identity (a stat and, for a SIF, its header).
 if TYPE_CHECKING:
+    from hpcrun.image import sif as sifmod
     from hpcrun.image.fs import Backend, Node, Tree
 
 URI_SCHEMES = ("docker://", "oras://", "library://", "shub://", "docker-daemon:", "http://",
                "https://", "oci://", "oci-archive:", "docker-archive:")
 EXT_MAGIC_OFFSET = 1080
 SQUASHFS_MAGIC = b"hsqs"
+# hpcrun.image.sif.SIF_MAGIC at MAGIC_OFFSET, repeated so that telling the kind needs no import.
+SIF_MAGIC = b"SIF_MAGIC\x00"
+SIF_MAGIC_OFFSET = 32
 ENV_DIR = "/.singularity.d/env"
 LABELS_FILE = "/.singularity.d/labels.json"
 # A directory is taken for a root file system when it holds at least one of these.
@@ -183,6 +186,8 @@ def _ext3(path: str, offset: int = 0, size: int = -1, name: str = "") -> Backend
 
 
 def _partition_backend(image: sifmod.SifImage, d: sifmod.SifDescriptor) -> Backend:
+    from hpcrun.image import sif as sifmod
+
     part = d.partition
     assert part is not None
     name = f"{image.path} (partition {d.id})"
@@ -250,7 +255,64 @@ def _sif_identity(image: sifmod.SifImage, st: os.stat_result) -> str:
     return f"sif:{image.header.uuid}:{parts}:" + _stat_identity("file", st)
 
 
+# The SIF layout bits _quick_sif_identity reads (see hpcrun.image.sif for the whole format).
+_SIF_HEADER = "<32s10s3s3s16s8q"  # launch script, magic, version, arch, UUID, 8 int64s
+_SIF_HEADER_SIZE = 128
+_SIF_DESCRIPTOR = "<i?III2q"  # datatype, used, id, groupid, link, offset, size
+_SIF_DESCRIPTOR_SIZE = 585
+_SIF_EXTRA_AT = 201  # the type-specific extra; for a partition: fstype, parttype (int32)
+
+
+def _quick_sif_identity(path: str, st: os.stat_result) -> Optional[str]:
+    """What ``_sif_identity(read_sif(path), st)`` returns, from the raw header and descriptor
+    table, without building the SIF objects (the cache-hit path of every launch).
+
+    None when anything is unusual (another version, a descriptor outside the file, no
+    primary partition): the full reader then decides and names the problem.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = os.pread(f.fileno(), _SIF_HEADER_SIZE, 0)
+            if len(head) < _SIF_HEADER_SIZE:
+                return None
+            fields = struct.unpack_from(_SIF_HEADER, head)
+            total, table_at = fields[8], fields[9]
+            if (fields[1] != SIF_MAGIC or fields[2].split(b"\0", 1)[0] != b"01" or total < 0
+                    or total > 1 << 16 or table_at < 0
+                    or table_at + total * _SIF_DESCRIPTOR_SIZE > st.st_size):
+                return None
+            table = os.pread(f.fileno(), total * _SIF_DESCRIPTOR_SIZE, table_at)
+    except OSError:
+        return None
+    if len(table) != total * _SIF_DESCRIPTOR_SIZE:
+        return None
+    partitions: List[Tuple[int, int, int, int, int]] = []  # (id, group, parttype, offset, size)
+    for at in range(0, len(table), _SIF_DESCRIPTOR_SIZE):
+        if not table[at + 4]:  # a free slot
+            continue
+        datatype, _used, oid, groupid, _link, offset, size = struct.unpack_from(
+            _SIF_DESCRIPTOR, table, at)
+        if offset < 0 or size < 0 or offset + size > st.st_size:
+            return None
+        if datatype == 0x4004:  # a partition
+            parttype = struct.unpack_from("<i", table, at + _SIF_EXTRA_AT + 4)[0]
+            partitions.append((oid, groupid & 0x0FFFFFFF, parttype, offset, size))
+    primary = next((p for p in partitions if p[2] == 2), None)
+    if primary is None:
+        return None
+    overlays = sorted((p for p in partitions if p[2] == 4 and p[1] == primary[1]),
+                      key=lambda p: p[0], reverse=True)
+    parts = ",".join(f"{p[0]}@{p[3]}+{p[4]}" for p in (*overlays, primary))
+    raw_uuid = fields[4].hex()
+    uuid = (f"{raw_uuid[:8]}-{raw_uuid[8:12]}-{raw_uuid[12:16]}-{raw_uuid[16:20]}-"
+            f"{raw_uuid[20:32]}")
+    return f"sif:{uuid}:{parts}:" + _stat_identity("file", st)
+
+
 def _open_sif(path: str, st: os.stat_result) -> Tuple[Tree, str, sifmod.SifImage]:
+    from hpcrun.image import sif as sifmod
     from hpcrun.image.fs import Overlay, Tree
 
     image = sifmod.read_sif(path)
@@ -330,7 +392,7 @@ def _detect(path: str, st: os.stat_result) -> str:
             f"{path}: cannot read the image: {exc.strerror}",
             hint="check the path and its permissions",
         ) from exc
-    if sifmod.is_sif(head):
+    if head[SIF_MAGIC_OFFSET : SIF_MAGIC_OFFSET + len(SIF_MAGIC)] == SIF_MAGIC:
         return "sif"
     if head[:4] == SQUASHFS_MAGIC:
         return "squashfs"
@@ -355,7 +417,12 @@ def image_identity(image: str, environ: Optional[Mapping[str, str]] = None) -> T
     path, st = _locate(image, environ)
     kind = _detect(path, st)
     if kind == "sif":
-        return kind, _sif_identity(sifmod.read_sif(path), st)
+        quick = _quick_sif_identity(path, st)
+        if quick is not None:
+            return kind, quick
+        from hpcrun.image.sif import read_sif
+
+        return kind, _sif_identity(read_sif(path), st)
     if kind == "sandbox":
         return kind, _sandbox_identity(path, st)
     return kind, _stat_identity(kind, st)
@@ -381,7 +448,9 @@ def open_image(image: str, environ: Optional[Mapping[str, str]] = None) -> Opene
         identity = _sandbox_identity(image, st)
     elif kind == "sif":
         tree, identity, sif_image = _open_sif(image, st)
-        architecture = sifmod.GOARCH_TO_MACHINE.get(sif_image.architecture, "")
+        from hpcrun.image.sif import GOARCH_TO_MACHINE
+
+        architecture = GOARCH_TO_MACHINE.get(sif_image.architecture, "")
     elif kind == "squashfs":
         tree = Tree(_squashfs(image, name=image))
         identity = _stat_identity(kind, st)
@@ -569,6 +638,8 @@ def _metadata(
     env: Dict[str, str] = {}
     labels: Dict[str, str] = {}
     if image is not None:
+        from hpcrun.image import sif as sifmod
+
         for d in image.of_type(sifmod.DATA_ENVVAR):
             if d.size <= MAX_METADATA:
                 text = image.read_object(d).decode("utf-8", "replace")

@@ -119,8 +119,9 @@ def _toml_kind(value: Any) -> str:
 
 # --- locating keys in the text, only when an error is reported -------------------------
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')\s*(?:\.|=)")
+# Compiled at first use (re's cache): only a profile with a mistake needs line numbers.
+_HEADER = r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?"
+_KEY = r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')\s*(?:\.|=)"
 
 
 def _split_dotted(text: str) -> List[str]:
@@ -148,7 +149,7 @@ def key_lines(text: str) -> Dict[str, int]:
             if line.count('"""') % 2 == 1 or line.count("'''") % 2 == 1:
                 in_multiline = False
             continue
-        header = _HEADER.match(line)
+        header = re.match(_HEADER, line)
         if header:
             name = ".".join(_split_dotted(header.group(2)))
             if header.group(1) == "[[":
@@ -159,7 +160,7 @@ def key_lines(text: str) -> Dict[str, int]:
                 current = name
             lines.setdefault(current, number)
             continue
-        key = _KEY.match(line)
+        key = re.match(_KEY, line)
         if key:
             name = ".".join(_split_dotted(line.split("=", 1)[0]))
             path = f"{current}.{name}" if current else name

@@ -34,7 +34,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from hpcrun.plan.model import ERROR, Bind, Diagnostic, Stage
+from hpcrun.plan.model import ERROR, INFO, Bind, Diagnostic, Stage
 
 # Charliecloud's convention: ch-image / ch-convert create these, empty, in every image.
 DEFAULT_SLOTS: Tuple[str, ...] = tuple(f"/mnt/{n}" for n in range(10))
@@ -108,6 +108,22 @@ def _covering_dirs(directories: Sequence[str]) -> List[str]:
     return [d for d in unique if not any(o != d and _under(d, o) for o in unique)]
 
 
+def _drop_nested(staged: Sequence[Bind]) -> Tuple[List[Bind], List[Tuple[Bind, Bind]]]:
+    """Binds whose destination lies inside another staged bind's destination: dropped when
+    they name the same host file through that directory (redundant), else reported as
+    (inner, outer) pairs -- a symlinked directory of the stage cannot hold other files."""
+    kept: List[Bind] = []
+    conflicts: List[Tuple[Bind, Bind]] = []
+    for bind in staged:
+        outer = next((o for o in staged if o is not bind
+                      and bind.destination.startswith(o.destination + "/")), None)
+        if outer is None:
+            kept.append(bind)
+        elif bind.source != outer.source.rstrip("/") + bind.destination[len(outer.destination):]:
+            conflicts.append((bind, outer))
+    return kept, conflicts
+
+
 def layout(binds: Sequence[Bind], prefix: str, slots: Optional[Sequence[str]],
            environ: Mapping[str, str], image: str = "") -> StageLayout:
     """Split the binds into the stage mapping and the binds that stay as they are.
@@ -122,6 +138,15 @@ def layout(binds: Sequence[Bind], prefix: str, slots: Optional[Sequence[str]],
     other = tuple(b for b in binds if not b.destination.startswith(prefix + "/"))
     if not staged:
         return StageLayout(prefix, other=tuple(binds))
+    staged, nested = _drop_nested(staged)
+    if nested:
+        inner, outer = nested[0]
+        return StageLayout(prefix, other=tuple(binds), diagnostics=(Diagnostic(
+            ERROR, "ch-run-nested-binds", f"{inner.source} is bound to {inner.destination}, "
+            f"inside the directory {outer.source} bound to {outer.destination}: hpcrun's "
+            "ch-run stage cannot nest a different file inside a bound directory",
+            "bind the file elsewhere under the prefix (another destination name)",
+            inner.reason.split(":")[0]),))
     image_name = image or "the image"
     known = slots is not None
     free = [s for s in (DEFAULT_SLOTS if slots is None else slots)
@@ -164,4 +189,10 @@ def layout(binds: Sequence[Bind], prefix: str, slots: Optional[Sequence[str]],
     links_t = tuple(links)
     directory = f"{root}/{stage_name(links_t)}"
     mounts = ((directory, mount_point), *((r, slot_of[r]) for r in roots))
-    return StageLayout(prefix, mount_point, Stage(directory, links_t), tuple(mounts), other)
+    note = Diagnostic(INFO, "ch-run-stage", f"ch-run: the {len(staged)} binds under {prefix} "
+                      f"are symlinks in {directory} (created before the launch) bound at "
+                      f"{mount_point}; {prefix} is {mount_point} in the container; the host "
+                      "directories they point into: " + ", ".join(
+                          f"{r} at {slot_of[r]}" for r in roots), source="runtime")
+    return StageLayout(prefix, mount_point, Stage(directory, links_t), tuple(mounts), other,
+                       (note,))

@@ -74,8 +74,11 @@ class Inexpressible(ValueError):
     """A path or value the runtime's syntax cannot carry."""
 
 
+_CONTROL = frozenset(chr(c) for c in (*range(32), 127))
+
+
 def _has_control(text: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+    return not _CONTROL.isdisjoint(text)  # a set test: this runs for every bind path
 
 
 def bind_spec(bind: Bind) -> str:

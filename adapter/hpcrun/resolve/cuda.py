@@ -69,9 +69,10 @@ MINOR_COMPAT_MINIMUM: Dict[int, str] = {
     13: "580.65.06",
 }
 
-_VERSION = re.compile(r"([0-9]+)\.([0-9]+)")
-_REQUIRE = re.compile(r"cuda\s*>=\s*([0-9]+\.[0-9]+)")
-_CUDART = re.compile(r"^libcudart\.so\.([0-9]+)(?:\.([0-9]+))?")
+# Patterns are compiled at first use (re's cache): most launches never need them.
+_VERSION = r"([0-9]+)\.([0-9]+)"
+_REQUIRE = r"cuda\s*>=\s*([0-9]+\.[0-9]+)"
+_CUDART = r"^libcudart\.so\.([0-9]+)(?:\.([0-9]+))?"
 
 
 def parse_version(text: str) -> Tuple[int, ...]:
@@ -86,7 +87,7 @@ def parse_version(text: str) -> Tuple[int, ...]:
 
 def cuda_major_minor(text: str) -> Optional[Tuple[int, int]]:
     """(major, minor) of a CUDA version string like "12.2", "12.2.140" or "12"."""
-    match = _VERSION.search(text)
+    match = re.search(_VERSION, text)
     if match:
         return int(match.group(1)), int(match.group(2))
     if text.strip().isdigit():
@@ -139,11 +140,11 @@ def image_cuda_version(image: ImageFacts) -> Tuple[str, str]:
     version = image.env("CUDA_VERSION")
     if cuda_major_minor(version):
         candidates.append((version, "CUDA_VERSION in the image environment"))
-    match = _REQUIRE.search(image.env("NVIDIA_REQUIRE_CUDA"))
+    match = re.search(_REQUIRE, image.env("NVIDIA_REQUIRE_CUDA"))
     if match:
         candidates.append((match.group(1), "NVIDIA_REQUIRE_CUDA in the image environment"))
     for soname, path in image.ld_cache:
-        found = _CUDART.match(soname)
+        found = re.match(_CUDART, soname)
         if found:
             candidates.append((found.group(1), f"{soname} ({path}) in the image's ld.so.cache"))
             break

@@ -81,14 +81,14 @@ def _classify(soname: str, path: str, real: str, info: ElfInfo, root: Path,
     ``scan`` false trusts the profile (its version and implementation are given) and skips
     reading the library's strings, which costs tens of milliseconds per launch.
     """
-    from hpcrun.elf.mpi import classify_mpi
-
     fs_path = str(hostlibs.host_path(root, real))
     found: Optional[MpiLibrary] = None
     if not scan:
         return MpiLibrary(soname=soname, path=path, real_path=real,
                           family=families.soname_family(soname, declared),
                           role=families.soname_role(soname) or "c")
+    from hpcrun.elf.mpi import classify_mpi  # its version tables only when scanning
+
     try:
         found = classify_mpi(soname, path, info, lambda: open(fs_path, "rb"), real_path=real)
     except (ElfError, OSError):
@@ -449,6 +449,10 @@ def _canonical_aliases(mpi: HostMpi) -> List[families.Provision]:
     return out
 
 
+def _is_glob(path: str) -> bool:
+    return "*" in path or "?" in path or "[" in path
+
+
 def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
               image: Optional[ImageFacts], diagnostics: List[Diagnostic], root: Path,
               reader: Optional[Reader], all_aliases: bool, verdict_value: str,
@@ -491,12 +495,16 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
         closure = host_closure(roots, root=root, reader=_reader(reader),
                                library_path=mpi.library_dirs)
     diagnostics.extend(closure.diagnostics)
-    # Globbed roots: note their origin by their expanded paths too.
+    # Globbed roots: note their origin by their expanded paths too.  The patterns are
+    # listed once (in origin's order, the last match wins), not rescanned per library.
+    patterns = [p for p in origin if _is_glob(p)]
     for lib in closure.libraries:
         if lib.found_via == ROOT and lib.path not in origin:
-            for pattern, text in list(origin.items()):
-                if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(lib.path, pattern):
-                    origin[lib.path] = text
+            for pattern in list(patterns):
+                if fnmatch.fnmatchcase(lib.path, pattern):
+                    if lib.path not in origin and _is_glob(lib.path):
+                        patterns.append(lib.path)
+                    origin[lib.path] = origin[pattern]
     # A preload the profile's own binds already make visible (setonix binds /opt/xpmem and
     # preloads /opt/xpmem/lib64/libxpmem.so.0, as the site module does) is preloaded there,
     # not bound a second time, unless another library asks the loader for it by name.

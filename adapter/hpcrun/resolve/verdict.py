@@ -245,13 +245,13 @@ def _container_label(file: str, libc: Libc) -> str:
 
 
 # Symbols an application takes from the MPI library (C, Fortran, internals).
-_MPI_SYMBOL = re.compile(
-    r"^(P?MPIX?_|MPI[IRDU]_|MPL_|ompi_|mpi_|pmpi_|mpix_|MPIR|MPII|MPID)")
+_MPI_SYMBOL = r"^(P?MPIX?_|MPI[IRDU]_|MPL_|ompi_|mpi_|pmpi_|mpix_|MPIR|MPII|MPID)"
 
 
 def mpi_symbols(undefined: Iterable[str]) -> Tuple[str, ...]:
     """The subset of an application's undefined symbols that the MPI library must define."""
-    return tuple(sorted({s for s in undefined if _MPI_SYMBOL.match(s)}))
+    match = re.compile(_MPI_SYMBOL).match  # compiled here, at first use (re caches it)
+    return tuple(sorted({s for s in undefined if match(s)}))
 
 
 def check_undefined(app_symbols: Iterable[str], host_defined: Iterable[str],

@@ -1,0 +1,94 @@
+"""What the launch path and `hpcrun inspect` import: nothing heavy, no readers on a cache hit.
+
+Each case runs hpcrun's real entry point in a fresh interpreter (so ``sys.modules`` starts
+empty of hpcrun) with a private facts cache, and records the modules loaded at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Set, Tuple
+
+import pytest
+
+HEAVY = ("typer", "click", "rich", "spython", "elftools", "hpcrun.cli.app")
+# What reading an image takes; a launch served from the facts cache needs none of it.
+IMAGE_READERS = ("hpcrun.image.sif", "hpcrun.image.fs", "hpcrun.image.squashfs",
+                 "hpcrun.image.ext3", "hpcrun.image.compress", "hpcrun.image.app",
+                 "hpcrun.image.sandbox", "hpcrun.elf.mpi")
+
+SCRIPT = """
+import json, sys
+from hpcrun.cli.main import main
+out, args = sys.argv[1], sys.argv[2:]
+rc = main(args)
+with open(out, "w") as f:
+    json.dump(sorted(sys.modules), f)
+sys.exit(rc)
+"""
+
+
+def _env(tmp_path: Path) -> Dict[str, str]:
+    env = dict(os.environ)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env["PATH"] = str(tmp_path / "empty-bin")  # no runtime, no launcher: a dry run only
+    env.pop("HPCRUN_SITE", None)
+    (tmp_path / "empty-bin").mkdir(exist_ok=True)
+    return env
+
+
+def run_hpcrun(args: List[str], tmp_path: Path, name: str) -> Tuple[int, str, Set[str]]:
+    """(exit code, stdout, modules loaded) of ``hpcrun ARGS`` in a fresh interpreter."""
+    record = tmp_path / f"{name}.json"
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(record), *args],
+                          env=_env(tmp_path), capture_output=True, check=False)
+    assert record.exists(), done.stderr.decode()
+    return done.returncode, done.stdout.decode(), set(json.loads(record.read_text()))
+
+
+def _loaded(modules: Set[str], names: Tuple[str, ...]) -> List[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+@pytest.fixture
+def image(sif_data: Path) -> Path:
+    return sif_data / "images" / "one-group.sif"
+
+
+def test_launch_imports_nothing_heavy_and_no_reader_on_a_cache_hit(
+        image: Path, tmp_path: Path) -> None:
+    args = ["--dry-run", "--site", "debian-mpich", "srun", "-n", "2", str(image), "true"]
+    code, cold_out, cold = run_hpcrun(args, tmp_path, "cold")
+    assert code == 0
+    assert _loaded(cold, HEAVY) == []
+    assert "hpcrun.image.squashfs" in cold  # the first run did read the image
+    code, warm_out, warm = run_hpcrun(args, tmp_path, "warm")
+    assert code == 0
+    assert warm_out == cold_out
+    assert _loaded(warm, HEAVY) == []
+    assert _loaded(warm, IMAGE_READERS) == []
+    assert "hpcrun.image.inspect" in warm  # the facts did come from the inspector's cache
+
+
+def test_inspect_json_needs_no_typer_and_a_hit_reads_nothing(image: Path, tmp_path: Path
+                                                             ) -> None:
+    code, cold_out, cold = run_hpcrun(["inspect", "--json", str(image)], tmp_path, "cold")
+    assert code == 0
+    assert _loaded(cold, HEAVY) == []
+    code, warm_out, warm = run_hpcrun(["inspect", str(image), "--json"], tmp_path, "warm")
+    assert code == 0
+    assert json.loads(warm_out) == json.loads(cold_out)
+    assert _loaded(warm, HEAVY) == []
+    assert _loaded(warm, IMAGE_READERS) == []
+
+
+def test_inspect_help_and_mistakes_still_go_through_typer(image: Path, tmp_path: Path) -> None:
+    code, out, modules = run_hpcrun(["inspect", "--help"], tmp_path, "help")
+    assert code == 0
+    assert "--no-cache" in out and "typer" in modules
+    code, _out, modules = run_hpcrun(["inspect", "--bogus", str(image)], tmp_path, "bogus")
+    assert code != 0 and "typer" in modules  # typer reads "--bogus" as the image
