@@ -198,9 +198,12 @@ def decide(profile: Profile, request: Request, host: HostFacts, image: Optional[
         flags = (Flag(FLAG[chosen], reason),)
 
     if runtime == "charliecloud" and binds:
-        destinations = [b.destination for b in binds]
+        # Destinations under the private prefix are staged by the renderer (symlinks at a
+        # free /mnt/N), so only the others (tools in /usr/bin ...) must exist in the image.
         # Known only for a sandbox directory; otherwise the renderer's general warning
         # about ch-run bind destinations covers it.
+        destinations = [b.destination for b in binds
+                        if not b.destination.startswith(prefix + "/")]
         missing = _missing_destinations(image, destinations)
         if missing:
             listed = missing
