@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -81,12 +82,15 @@ def timed(fn: Callable[[], object], runs: int) -> List[Tuple[float, float]]:
     """(wall, CPU) seconds of ``runs`` calls; CPU is this process's plus its children's."""
     out = []
     for _ in range(runs):
-        before = os.times()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = time.process_time()
         start = time.perf_counter()
         fn()
         wall = time.perf_counter() - start
-        after = os.times()
-        cpu = sum(after[:4]) - sum(before[:4])  # user, system, children user, children system
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = time.process_time() - own + (after.ru_utime - children.ru_utime) + (
+            after.ru_stime - children.ru_stime
+        )
         out.append((wall, cpu))
     return out
 

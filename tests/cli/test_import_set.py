@@ -16,7 +16,8 @@ from typing import Dict, List, Set, Tuple
 import pytest
 
 HEAVY = ("typer", "click", "rich", "spython", "elftools", "hpcrun.cli.app")
-# What reading an image takes; a launch served from the facts cache needs none of it.
+# What reading an image takes; a launch served from the facts cache needs none of it
+# (nor hpcrun.elf.mpi: debian-mpich gives its MPI version, so no host library is scanned).
 IMAGE_READERS = ("hpcrun.image.sif", "hpcrun.image.fs", "hpcrun.image.squashfs",
                  "hpcrun.image.ext3", "hpcrun.image.compress", "hpcrun.image.app",
                  "hpcrun.image.sandbox", "hpcrun.elf.mpi")

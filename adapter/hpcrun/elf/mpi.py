@@ -150,31 +150,44 @@ def openmpi_series_from_filename(name: str) -> str:
     return _OMPI_SERIES.get((int(match.group(1)), int(match.group(2))), "")
 
 
-def _scan(stream: BinaryIO, path: str) -> Tuple[Dict[str, int], Dict[str, Counter]]:
-    """Banner offsets by implementation, and counts of version candidates by kind."""
+# Version candidates by kind: the pattern and the group holding the version.
+_PATTERNS: Dict[str, Tuple[re.Pattern[bytes], int]] = {
+    "mpich": (_MPICH_VERSION, 2),
+    "cray": (_CRAY_VERSION, 1),
+    "mvapich": (_MVAPICH_VERSION, 1),
+    "intel": (_INTEL_VERSION, 1),
+    "ompi": (_OMPI_VERSION, 1),
+    "repo": (_OMPI_REPO, 1),
+    "literal": (_LITERAL_MPICH, 1),
+}
+
+
+def _scan(stream: BinaryIO, path: str) -> Tuple[Dict[str, int], Callable[[str], Counter]]:
+    """Banner offsets by implementation, and a function counting version candidates of one
+    kind.
+
+    The rodata is read once; a kind's pattern runs only when :func:`_identify` asks for it
+    (the banners decide which), since each pass over a large library's strings costs
+    milliseconds.
+    """
+    chunks = list(iter_rodata(stream, path))
     banners: Dict[str, int] = {}
-    found: Dict[str, Dict[int, str]] = {
-        k: {} for k in ("mpich", "cray", "mvapich", "intel", "ompi", "repo", "literal")
-    }
-    patterns = (
-        ("mpich", _MPICH_VERSION, 2),
-        ("cray", _CRAY_VERSION, 1),
-        ("mvapich", _MVAPICH_VERSION, 1),
-        ("intel", _INTEL_VERSION, 1),
-        ("ompi", _OMPI_VERSION, 1),
-        ("repo", _OMPI_REPO, 1),
-        ("literal", _LITERAL_MPICH, 1),
-    )
-    for offset, chunk in iter_rodata(stream, path):
+    for offset, chunk in chunks:
         for banner, implementation in _BANNERS:
             if implementation not in banners:
                 at = chunk.find(banner)
                 if at >= 0:
                     banners[implementation] = offset + at
-        for kind, pattern, group in patterns:
+
+    def count(kind: str) -> Counter:
+        pattern, group = _PATTERNS[kind]
+        found: Dict[int, str] = {}  # by absolute offset: chunks overlap a little
+        for offset, chunk in chunks:
             for match in pattern.finditer(chunk):
-                found[kind][offset + match.start()] = match.group(group).decode("ascii")
-    return banners, {k: Counter(v.values()) for k, v in found.items()}
+                found[offset + match.start()] = match.group(group).decode("ascii")
+        return Counter(found.values())
+
+    return banners, count
 
 
 def _most_common(counter: Counter) -> str:
@@ -191,9 +204,9 @@ def _intel_numeric(text: str) -> str:
 
 def _identify(family: str, stream: BinaryIO, file_name: str) -> Tuple[str, str, str]:
     """``(implementation, version, version_string)`` from the library's strings."""
-    banners, counts = _scan(stream, file_name)
+    banners, count = _scan(stream, file_name)
     if "Intel MPI" in banners:
-        release = _most_common(counts["intel"])
+        release = _most_common(count("intel"))
         if release:
             return (
                 "Intel MPI",
@@ -202,17 +215,17 @@ def _identify(family: str, stream: BinaryIO, file_name: str) -> Tuple[str, str, 
             )
         return "Intel MPI", "", ""
     if "Cray MPICH" in banners:
-        version = _most_common(counts["cray"])
+        version = _most_common(count("cray"))
         return "Cray MPICH", version, f"CRAY MPICH version {version}" if version else ""
     for name in ("MVAPICH2", "MVAPICH"):
         if name in banners:
-            version = _most_common(counts["mvapich"])
+            version = _most_common(count("mvapich"))
             return name, version, f"{name} Version:\t{version}" if version else ""
     if "MPICH" in banners:
-        version = _most_common(counts["literal"]) or _most_common(counts["mpich"])
+        version = _most_common(count("literal")) or _most_common(count("mpich"))
         return "MPICH", version, f"MPICH Version:\t{version}" if version else ""
     if "Open MPI" in banners or family == OPENMPI:
-        version = _most_common(counts["ompi"]) or _most_common(counts["repo"])
+        version = _most_common(count("ompi")) or _most_common(count("repo"))
         if version:
             return "Open MPI", version, f"Open MPI v{version}"
         return "Open MPI", openmpi_series_from_filename(file_name), ""

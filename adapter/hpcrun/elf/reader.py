@@ -23,8 +23,18 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass
-from typing import BinaryIO, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    BinaryIO,
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from hpcrun.elf.ldscript import MAX_SCRIPT_BYTES, looks_like_ld_script, parse_ld_script
 from hpcrun.elf.model import ElfInfo, VersionNeed
@@ -83,8 +93,12 @@ MAX_TABLE_BYTES = 64 * 1024 * 1024
 MAX_VERSION_ENTRIES = 100000
 
 
-@dataclass(frozen=True)
-class _Header:
+# The private records below are NamedTuples and plain classes, not dataclasses: this
+# module is imported by every launch that reads a host library, and a dataclass costs
+# about half a millisecond to create at import (Python 3.11 compiles its methods).
+
+
+class _Header(NamedTuple):
     """The decoded ELF header plus the layout helpers derived from it."""
 
     path: str
@@ -102,8 +116,7 @@ class _Header:
     size: int  # of the whole file
 
 
-@dataclass(frozen=True)
-class _Segment:
+class _Segment(NamedTuple):
     kind: int
     offset: int
     vaddr: int
@@ -111,8 +124,7 @@ class _Segment:
     flags: int
 
 
-@dataclass(frozen=True)
-class _Section:
+class _Section(NamedTuple):
     name_offset: int
     kind: int
     flags: int
@@ -248,12 +260,14 @@ def _cstring(table: bytes, offset: int, path: str) -> str:
     return table[offset:end].decode("utf-8", "surrogateescape")
 
 
-@dataclass
 class _Dynamic:
     """The dynamic section decoded: tags -> values (DT_NEEDED etc. in order)."""
 
-    entries: List[Tuple[int, int]]
-    strtab: bytes
+    __slots__ = ("entries", "strtab")
+
+    def __init__(self, entries: List[Tuple[int, int]], strtab: bytes) -> None:
+        self.entries = entries
+        self.strtab = strtab
 
     def values(self, tag: int) -> List[int]:
         return [v for t, v in self.entries if t == tag]

@@ -19,10 +19,15 @@ from typing import Any, Dict, List, Mapping, Sequence
 from hpcrun.errors import ConfigError
 from hpcrun.profiles.model import SCHEMA_VERSION, Profile
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
+
+def _toml() -> Any:
+    """The TOML parser (tomllib, or tomli before Python 3.11), imported when first needed:
+    a launch whose profile text was parsed before reads the result from the cache."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python < 3.11 only
+        import tomli as tomllib
+    return tomllib
 
 
 class ProfileError(ConfigError):
@@ -310,8 +315,14 @@ def profile_from_dict(data: Mapping[str, Any], file: str = "<string>", text: str
 
 def loads_profile(text: str, file: str = "<string>") -> Profile:
     """Parse profile TOML text; ``file`` names it in error messages."""
+    return profile_from_dict(_parse(text, file), file, text)
+
+
+def _parse(text: str, file: str) -> Dict[str, Any]:
+    """The TOML document ``text`` as a dict; ProfileError (file:line:column) when invalid."""
+    tomllib = _toml()
     try:
-        data = tomllib.loads(text)
+        data: Dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         message = str(error)
         found = re.search(r"\(at line (\d+), column (\d+)\)", message)
@@ -321,7 +332,43 @@ def loads_profile(text: str, file: str = "<string>") -> Profile:
         raise ProfileError(f"{where}: invalid TOML: {detail}",
                            "fix the syntax (strings need double quotes, tables [name], "
                            "arrays of tables [[name]])", file=file, line=line) from None
-    return profile_from_dict(data, file, text)
+    return data
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` comes back from JSON exactly (types included: no dates, no NaN)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_json(v) for v in value)
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return value is None or isinstance(value, (str, int))  # bool is an int
+
+
+def _parse_cached(raw: bytes, text: str, file: str) -> Dict[str, Any]:
+    """:func:`_parse`, remembered in the facts cache under the SHA-256 of the file's bytes.
+
+    Keyed by content (and the Python version, whose parser it was), an entry can never be
+    stale; only documents that JSON carries exactly are stored.  Errors are never cached.
+    """
+    try:
+        from hpcrun.image.cache import FactsCache, sha256_hex
+
+        cache = FactsCache()
+        key = f"toml-{sys.version_info[0]}.{sys.version_info[1]}-{sha256_hex(raw)}"
+        entry = cache.get(key)
+    except (ConfigError, OSError, ValueError, TypeError):
+        return _parse(text, file)
+    if entry is not None and isinstance(entry.get("data"), dict):
+        return dict(entry["data"])
+    data = _parse(text, file)
+    if _plain_json(data):
+        try:
+            cache.put(key, {"data": data})
+        except (OSError, ValueError, TypeError):
+            pass
+    return data
 
 
 def load_profile(path: Path) -> Profile:
@@ -349,7 +396,7 @@ def load_profile(path: Path) -> Profile:
         line = raw[: error.start].count(b"\n") + 1
         raise ProfileError(f"{path}:{line}: not UTF-8 text", "TOML files must be UTF-8",
                            file=str(path), line=line) from None
-    return loads_profile(text, str(path))
+    return profile_from_dict(_parse_cached(raw, text, str(path)), str(path), text)
 
 
 def profile_to_dict(profile: Profile) -> Dict[str, Any]:

@@ -30,7 +30,7 @@ import os
 import posixpath
 import stat
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
@@ -121,20 +121,23 @@ class Closure:
         return None
 
 
-@dataclass
 class _State:
-    root: Path
-    reader: Reader
-    library_path: Tuple[str, ...]
-    elf_class: int = 0
-    machine: str = ""
-    architecture: str = ""
-    cache: Optional[Dict[str, str]] = None
-    conf: Optional[Tuple[str, ...]] = None
-    infos: Dict[str, Optional[ElfInfo]] = field(default_factory=dict)
-    errors: Dict[str, str] = field(default_factory=dict)
-    dirs: Dict[str, Tuple[str, bool]] = field(default_factory=dict)  # resolve_host_path memo
-    diagnostics: List[Diagnostic] = field(default_factory=list)
+    """The walk's working state (a plain class: no dataclass to build at import)."""
+
+    def __init__(self, root: Path, reader: Reader, library_path: Tuple[str, ...],
+                 elf_class: int = 0, machine: str = "", architecture: str = "") -> None:
+        self.root = root
+        self.reader = reader
+        self.library_path = library_path
+        self.elf_class = elf_class
+        self.machine = machine
+        self.architecture = architecture
+        self.cache: Optional[Dict[str, str]] = None
+        self.conf: Optional[Tuple[str, ...]] = None
+        self.infos: Dict[str, Optional[ElfInfo]] = {}
+        self.errors: Dict[str, str] = {}
+        self.dirs: Dict[str, Tuple[str, bool]] = {}  # resolve_host_path memo
+        self.diagnostics: List[Diagnostic] = []
 
 
 def resolve_host_path(root: Path, path: str,

@@ -299,17 +299,20 @@ def _python_needs(app: AppFacts, host_family: str, host_sonames: Sequence[str],
                     env=env)
 
 
-@dataclass
 class _Layout:
-    """Where host files go in the container; binds accumulate here."""
+    """Where host files go in the container; binds accumulate here (a plain class: no
+    dataclass to build at import)."""
 
-    libdir: str
-    prefix: str
-    binds: List[Bind]
-    diagnostics: List[Diagnostic]
-    taken: Dict[str, str]  # container destination -> host source
-    dirs: Dict[str, str]  # host path of a library -> its container directory
-    bound_dirs: Dict[str, str]  # host dir -> container dir bound whole
+    def __init__(self, libdir: str, prefix: str, binds: List[Bind],
+                 diagnostics: List[Diagnostic], taken: Dict[str, str], dirs: Dict[str, str],
+                 bound_dirs: Dict[str, str]) -> None:
+        self.libdir = libdir
+        self.prefix = prefix
+        self.binds = binds
+        self.diagnostics = diagnostics
+        self.taken = taken  # container destination -> host source
+        self.dirs = dirs  # host path of a library -> its container directory
+        self.bound_dirs = bound_dirs  # host dir -> container dir bound whole
 
     def add(self, source: str, destination: str, reason: str, kind: str = "library") -> None:
         previous = self.taken.get(destination)
