@@ -40,18 +40,25 @@ def build(only: str = "") -> typer.Typer:
     return app
 
 
+def _click_exception() -> type:
+    """Click's ``ClickException``, wherever this typer keeps click (typer >= 0.26 vendors
+    it as ``typer._click``, older releases use the ``click`` package)."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == "ClickException":
+            return cls
+    return Exception  # pragma: no cover - every typer release derives from ClickException
+
+
 def run_app(args: List[str]) -> int:
     """Run the typer app; HpcrunError propagates to ``hpcrun.cli.main``."""
-    import click
-
     app = build(args[0] if args and not args[0].startswith("-") else "")
     try:
         result = app(args=args, prog_name="hpcrun", standalone_mode=False)
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
+    except _click_exception() as error:
+        error.show()  # type: ignore[attr-defined]
         return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         return 130
     return int(result) if isinstance(result, int) else 0
