@@ -426,3 +426,29 @@ def test_parse_env_script() -> None:
         "K": "$UNKNOWN:/x",
         "L": "${A%%x}",
     }
+
+
+APPTAINER_99_BASE = """if [ -z "$LD_LIBRARY_PATH" ]; then
+    LD_LIBRARY_PATH="/.singularity.d/libs"
+else
+    LD_LIBRARY_PATH="$LD_LIBRARY_PATH:/.singularity.d/libs"
+fi
+export LD_LIBRARY_PATH PS1
+"""
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ({"LD_LIBRARY_PATH": "/opt/image/lib"}, "/opt/image/lib:/.singularity.d/libs"),
+    ({}, "/.singularity.d/libs"),
+])
+def test_parse_env_script_evaluates_emptiness_tests(before: dict, after: str) -> None:
+    """Apptainer's 99-base.sh: exactly one branch applies, as the container's shell runs it."""
+    assert parse_env_script(APPTAINER_99_BASE, dict(before))["LD_LIBRARY_PATH"] == after
+
+
+def test_parse_env_script_reads_only_the_first_branch_of_other_conditions() -> None:
+    text = "if grep -q x /etc/y; then\n  A=1\nelif true; then\n  A=2\nelse\n  A=3\nfi\nB=4\n"
+    assert parse_env_script(text) == {"A": "1", "B": "4"}
+    nested = 'if [ -n "$X" ]; then\n if [ -z "$Y" ]; then\n  Z=1\n fi\nfi\n'
+    assert parse_env_script(nested, {"X": "x"}) == {"X": "x", "Z": "1"}
+    assert parse_env_script(nested, {}) == {}

@@ -580,17 +580,54 @@ def _shell_word(text: str, env: Dict[str, str]) -> Tuple[str, int]:
     return "".join(out), i
 
 
+_TEST = (r'(?:\[|test)\s+(-[zn])\s+"?\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?"?'
+         r"\s*\]?\s*;?\s*(?:then)?$")
+
+
+def _condition(text: str, env: Dict[str, str]) -> Optional[bool]:
+    """``[ -z "$X" ]`` / ``[ -n "$X" ]`` (or ``test``) evaluated against ``env``; None when
+    the condition is anything else."""
+    m = _rx(_TEST).match(text.strip())
+    if m is None:
+        return None
+    empty = not env.get(m.group(2), "")
+    return empty if m.group(1) == "-z" else not empty
+
+
 def parse_env_script(text: str, env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """Apply the ``K=V`` / ``export K=V`` / ``K=${K:-V}`` lines of a shell script to ``env``.
 
-    A static reading of Apptainer's ``/.singularity.d/env/*.sh``: no command runs; lines
-    that are not plain assignments (conditionals, functions, commands) are skipped.
-    Returns ``env`` (a new dict if None) updated in place, in definition order.
+    A static reading of Apptainer's ``/.singularity.d/env/*.sh``: no command runs.  ``if``
+    blocks testing whether a variable is empty (``[ -z "$X" ]``, ``[ -n "$X" ]``: what
+    ``99-base.sh`` does for LD_LIBRARY_PATH) are evaluated; under any other condition only
+    the first branch is read.  Other lines (functions, commands) are skipped.  Returns
+    ``env`` (a new dict if None) updated in place, in definition order.
     """
     env = {} if env is None else env
+    # One entry per open `if`: [does the current branch apply, was a branch taken].  An
+    # unknown condition counts as true, so the first branch it guards is the one read.
+    branches: List[List[bool]] = []
     for raw_line in text.splitlines():
         line = raw_line.strip()
         if not line or line.startswith("#"):
+            continue
+        word = line.split(None, 1)[0].rstrip(";")
+        if word in ("if", "elif"):
+            known = _condition(line[len(word):], env)
+            taken = word == "elif" and bool(branches) and branches[-1][1]
+            applies = not taken and (known is None or known)
+            if word == "if" or not branches:
+                branches.append([applies, applies])
+            else:
+                branches[-1] = [applies, taken or applies]
+            continue
+        if word == "else" and branches:
+            branches[-1] = [not branches[-1][1], True]
+            continue
+        if word == "fi" and branches:
+            branches.pop()
+            continue
+        if not all(applies for applies, _ in branches):
             continue
         m = _rx(_ASSIGN, re.S).match(line)
         if m is None:
