@@ -27,8 +27,8 @@ from hpcrun.profiles.validate import (
     bind_syntax_problem,
     classify_library,
     deep_checks,
-    library_file_checks,
     host_elf_target,
+    library_file_checks,
     validate_profile,
 )
 

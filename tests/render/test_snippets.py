@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from hpcrun.errors import UsageError
 from hpcrun.render.snippets import render
 
-PRINT_ENV = "import os,sys; sys.stdout.buffer.write(os.environb.get(sys.argv[1].encode(), b'<unset>'))"
+PRINT_ENV = ("import os,sys; "
+             "sys.stdout.buffer.write(os.environb.get(sys.argv[1].encode(), b'<unset>'))")
 
 # How each real shell sources a file and then runs a child that prints the variable.
 SOURCE = {
@@ -47,7 +48,8 @@ def _round_trip(shell: str, value: str, tmp: Path) -> bytes:
 
 
 @pytest.mark.parametrize("shell", sorted(SOURCE))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.one_of(values, nasty))
 def test_round_trip_through_real_shell(shell: str, value: str, tmp_path: Path) -> None:
     assert _round_trip(shell, value, tmp_path) == value.encode("utf-8", "surrogateescape")
@@ -86,7 +88,8 @@ def test_lua_rejects_a_newline_lmod_would_cut() -> None:
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.one_of(values, nasty).filter(lambda v: "\n" not in v))
 def test_round_trip_through_real_lmod(value: str, tmp_path: Path) -> None:
     if not LMOD_INIT.exists():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Type, cast
 
 import typer
 
@@ -40,12 +40,12 @@ def build(only: str = "") -> typer.Typer:
     return app
 
 
-def _click_exception() -> type:
+def _click_exception() -> Type[Exception]:
     """Click's ``ClickException``, wherever this typer keeps click (typer >= 0.26 vendors
     it as ``typer._click``, older releases use the ``click`` package)."""
     for cls in typer.BadParameter.__mro__:
         if cls.__name__ == "ClickException":
-            return cls
+            return cast(Type[Exception], cls)
     return Exception  # pragma: no cover - every typer release derives from ClickException
 
 
@@ -57,7 +57,7 @@ def run_app(args: List[str]) -> int:
     except typer.Exit as done:
         return int(done.exit_code)
     except _click_exception() as error:
-        error.show()  # type: ignore[attr-defined]
+        error.show()  # type: ignore[attr-defined]  # click API, not on Exception
         return 2
     except typer.Abort:
         return 130

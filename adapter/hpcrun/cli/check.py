@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
 def check_command(
     image: str = typer.Argument(..., help="Image: .sif, squashfs, ext3 or sandbox directory."),
-    command: Optional[List[str]] = typer.Argument(  # noqa: B008 - typer's idiom
+    command: Optional[List[str]] = typer.Argument(
         None, help="The application command to check (after the image, or use --app)."),
     site: str = typer.Option("", "--site", help="Site profile name or file (default "
                              "$HPCRUN_SITE)."),

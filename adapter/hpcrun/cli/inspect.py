@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
     def inspect(
         image: str = typer.Argument(..., help="SIF/squashfs/ext3 image file or sandbox directory."),
-        command: Optional[List[str]] = typer.Argument(  # noqa: B008 - typer declares options so
+        command: Optional[List[str]] = typer.Argument(
             None, help="--app CMD ARGS... (or -- CMD ...): the application to analyse."
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),

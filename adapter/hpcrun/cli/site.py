@@ -205,7 +205,7 @@ def detect_command(
                                        "ClusterName)."),
     mpi: str = typer.Option("auto", "--mpi", help="MPI library file, its directory or the MPI "
                             "prefix; auto searches the environment and ld.so.cache."),
-    output: Optional[Path] = typer.Option(  # noqa: B008
+    output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="Write the profile to this file (default: standard output)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:

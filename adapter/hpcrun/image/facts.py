@@ -68,11 +68,11 @@ class AppFacts:
     mpi_family: str = ""
     static_mpi: bool = False
     interpreter: str = ""
-    extensions: Tuple["AppFacts", ...] = ()
+    extensions: Tuple[AppFacts, ...] = ()
     version_needs: Tuple[Tuple[str, str], ...] = ()  # (soname, version) pairs it requires
     warnings: Tuple[str, ...] = ()
-    # Undefined, non-weak dynamic symbols the app expects from its MPI library (MPI_*, PMPI_*, MPII_*,
-    # ompi_* ...; see hpcrun.resolve.verdict.mpi_symbols): the resolver checks the host MPI
+    # Undefined, non-weak dynamic symbols the app expects from its MPI library (MPI_*, PMPI_*,
+    # MPII_*, ompi_* ...; see hpcrun.resolve.verdict.mpi_symbols): the resolver checks the host MPI
     # defines each.  Empty when unknown.
     mpi_symbols: Tuple[str, ...] = ()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import BinaryIO, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, BinaryIO, List, Optional, Protocol, Sequence, Tuple, cast
 
 from hpcrun.errors import ImageError
 
@@ -85,7 +85,7 @@ class NodeReader(io.RawIOBase):
         self._pos += len(data)
         return data
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -166,7 +166,7 @@ class Tree:
     def open(self, path: str) -> BinaryIO:
         """A lazy seekable reader of a regular file."""
         node = self._file(path)
-        return io.BufferedReader(NodeReader(self.backend, node), buffer_size=16384)  # type: ignore[return-value]
+        return io.BufferedReader(NodeReader(self.backend, node), buffer_size=16384)
 
     def readlink(self, path: str) -> str:
         """The target of the symbolic link at ``path`` (intermediate links followed)."""
@@ -240,7 +240,7 @@ class Overlay:
         return self._wrap([f for f in found if f[1].kind == DIR])
 
     def _leaf(self, node: Node) -> Tuple[Backend, Node]:
-        index, inner = node.ref  # type: ignore[misc]
+        index, inner = cast(Tuple[int, Node], node.ref)
         return self.layers[index], inner
 
     def readlink(self, node: Node) -> str:
