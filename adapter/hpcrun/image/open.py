@@ -372,6 +372,9 @@ def _locate(image: str, environ: Optional[Mapping[str, str]]) -> Tuple[str, os.s
             f"{image}: cannot access the image: {exc.strerror}",
             hint="check the path and its permissions",
         ) from exc
+    except ValueError as exc:  # a NUL byte: no file system path can hold one
+        raise ImageError(f"{image!r}: not a valid path ({exc})",
+                         hint="check the image argument") from exc
 
 
 def _detect(path: str, st: os.stat_result) -> str:

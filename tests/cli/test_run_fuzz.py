@@ -1,0 +1,51 @@
+"""Any command line gives an exit code, never a traceback (property-based).
+
+The launch path runs in-process with ``--dry-run`` always first, so nothing is exec'd;
+the rest of the argv is drawn from hpcrun's and the launchers' real options mixed with
+arbitrary strings.  Only :class:`~hpcrun.errors.HpcrunError` may end a run, and
+``hpcrun.cli.main.main`` turns it into its exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hpcrun.cli.main import main
+
+WORDS = ["--site", "zeus", "debian-mpich", "--runtime", "charliecloud", "apptainer", "--gpu",
+         "nvidia", "--no-gpu", "--threads", "auto", "4", "--abi-policy", "strict", "--cleanenv",
+         "--force", "--no-check", "--explain", "--json", "--env", "A=1", "--image", "srun",
+         "-n", "2", "-c2", "--mpi=pmi2", "mpirun", "mpiexec.hydra", "-np", ":", "--", "",
+         "python3", "x.py", "IMAGE", "docker://x/y:1", "/etc/passwd", "/dev/null", ".",
+         "nosuch.toml", "--mpi", "-N", "--ntasks=2", "-x", "--oversubscribe"]
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A sandbox directory image (empty root: inspection works, nothing is found)."""
+    root = tmp_path_factory.mktemp("img")
+    (root / "etc").mkdir()
+    return str(root)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=8)), max_size=10))
+def test_any_argv_gives_an_exit_code(words: list, image: str, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HPCRUN_SITE", "debian-mpich")
+    argv = ["--dry-run", *(image if w == "IMAGE" else w for w in words)]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    assert isinstance(code, int)
+    if code != 0:
+        assert err.getvalue().startswith("hpcrun: error: "), err.getvalue()
+        assert "Traceback" not in err.getvalue()
