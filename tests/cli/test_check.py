@@ -99,3 +99,17 @@ def test_warnings_exit_1_and_policy(images: Dict[str, Path], site: Path, tmp_pat
     assert main([*args, "--abi-policy", "major"]) == 0
     capsys.readouterr()
     assert main([*args, "--abi-policy", "strict"]) == 2
+
+
+@pytest.mark.parametrize("spelling", [["--app", "/usr/local/bin/app a b"],
+                                      ["--app", "/usr/local/bin/app", "a", "b"],
+                                      ["--", "/usr/local/bin/app", "a", "b"]],
+                         ids=["quoted", "app-then-args", "positional"])
+def test_the_app_command_spellings_agree(images: Dict[str, Path], site: Path,
+                                         spelling: list, capsys: pytest.CaptureFixture) -> None:
+    """`--app` with the arguments quoted or following it, or the command after the image:
+    the whole command is checked, none of it dropped."""
+    code = main(["check", "--site", str(site), str(images["mpich"]), "--json", *spelling])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["app"] == ["/usr/local/bin/app", "a", "b"]

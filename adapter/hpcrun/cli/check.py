@@ -53,7 +53,8 @@ def check_command(
     from hpcrun.profiles.lookup import default_site, load_site
     from hpcrun.resolve.resolver import resolve
 
-    argv = shlex.split(app) if app else list(command or [])
+    # `--app "python3 x.py"`, `--app python3 x.py` and `IMAGE python3 x.py` all mean the same.
+    argv = [*(shlex.split(app) if app else []), *(command or [])]
     profile = load_site(site or default_site(os.environ), os.environ)
     facts = inspect_image(image, app=argv or None)
     host = probe_host()
