@@ -22,13 +22,20 @@ IMAGE_READERS = ("hpcrun.image.sif", "hpcrun.image.fs", "hpcrun.image.squashfs",
                  "hpcrun.image.ext3", "hpcrun.image.compress", "hpcrun.image.app",
                  "hpcrun.image.sandbox", "hpcrun.elf.mpi")
 
+# Standard modules the launch path avoids (``shutil`` pulls in ``bz2`` and ``lzma``); the
+# interpreter's own start-up may load them (a site .pth), so only what hpcrun adds counts.
+STDLIB_AVOIDED = ("shutil", "bz2", "lzma", "tempfile", "hashlib")
+
 SCRIPT = """
 import json, sys
+before = set(sys.modules)
 from hpcrun.cli.main import main
 out, args = sys.argv[1], sys.argv[2:]
 rc = main(args)
 with open(out, "w") as f:
     json.dump(sorted(sys.modules), f)
+with open(out + ".new", "w") as f:
+    json.dump(sorted(set(sys.modules) - before), f)
 sys.exit(rc)
 """
 
@@ -42,13 +49,30 @@ def _env(tmp_path: Path) -> Dict[str, str]:
     return env
 
 
-def run_hpcrun(args: List[str], tmp_path: Path, name: str) -> Tuple[int, str, Set[str]]:
-    """(exit code, stdout, modules loaded) of ``hpcrun ARGS`` in a fresh interpreter."""
+def run_hpcrun(args: List[str], tmp_path: Path, name: str, no_site: bool = False
+               ) -> Tuple[int, str, Set[str]]:
+    """(exit code, stdout, modules loaded) of ``hpcrun ARGS`` in a fresh interpreter.
+
+    ``no_site`` starts the interpreter without ``site`` (whose .pth files may import modules
+    of their own) and with hpcrun's source directory as its only addition to the path.
+    """
     record = tmp_path / f"{name}.json"
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(record), *args],
-                          env=_env(tmp_path), capture_output=True, check=False)
+    env = _env(tmp_path)
+    flags: List[str] = []
+    if no_site:
+        import hpcrun
+
+        flags = ["-S"]
+        env["PYTHONPATH"] = str(Path(hpcrun.__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, *flags, "-c", SCRIPT, str(record), *args],
+                          env=env, capture_output=True, check=False)
     assert record.exists(), done.stderr.decode()
     return done.returncode, done.stdout.decode(), set(json.loads(record.read_text()))
+
+
+def added_by_hpcrun(tmp_path: Path, name: str) -> Set[str]:
+    """The modules the last :func:`run_hpcrun` named ``name`` loaded beyond start-up's."""
+    return set(json.loads((tmp_path / f"{name}.json.new").read_text()))
 
 
 def _loaded(modules: Set[str], names: Tuple[str, ...]) -> List[str]:
@@ -73,6 +97,22 @@ def test_launch_imports_nothing_heavy_and_no_reader_on_a_cache_hit(
     assert _loaded(warm, HEAVY) == []
     assert _loaded(warm, IMAGE_READERS) == []
     assert "hpcrun.image.inspect" in warm  # the facts did come from the inspector's cache
+    assert _loaded(added_by_hpcrun(tmp_path, "warm"), STDLIB_AVOIDED) == []
+
+
+@pytest.mark.parametrize("site", ["zeus", "debian-openmpi"])
+def test_warm_launch_loads_no_shutil_and_parses_no_elf(site: str, image: Path, tmp_path: Path
+                                                        ) -> None:
+    args = ["--dry-run", "--site", site, "srun", "-n", "2", str(image), "true"]
+    code, cold_out, _cold = run_hpcrun(args, tmp_path, "cold", no_site=True)
+    assert code == 0, cold_out
+    code, warm_out, _warm = run_hpcrun(args, tmp_path, "warm", no_site=True)
+    assert code == 0 and warm_out == cold_out
+    added = added_by_hpcrun(tmp_path, "warm")
+    assert "hpcrun.cli.run" in added  # the launch path did run in this interpreter
+    assert _loaded(added, STDLIB_AVOIDED) == []
+    # the host closure and host MPI come from the facts cache: no ELF file is parsed
+    assert _loaded(added, ("hpcrun.elf.reader", "hpcrun.elf.mpi", "hpcrun.elf.ldconf")) == []
 
 
 def test_inspect_json_needs_no_typer_and_a_hit_reads_nothing(image: Path, tmp_path: Path

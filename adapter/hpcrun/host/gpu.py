@@ -15,9 +15,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
-from hpcrun.elf.ldcache import cache_for_architecture, parse_ld_cache
 from hpcrun.errors import ElfError
 from hpcrun.host.facts import GpuHost
 
@@ -57,19 +56,61 @@ def parse_nvidia_driver_version(text: str) -> str:
     return ""
 
 
+LD_CACHE_FORMAT = 1
+
+
 def host_ld_cache(root: Path, architecture: str = "") -> List[Tuple[str, str]]:
     """(soname, path) of the host's ``/etc/ld.so.cache`` under ``root`` for this machine's
     architecture (what ``ldconfig -p`` lists, first entry per soname); [] when unreadable.
 
     The cache is only a shortcut here, so a damaged one means "no facts", not an error.
+    Remembered in the facts cache until the file's inode, size or mtime changes.
     """
+    import json
+
+    from hpcrun import __version__
+    from hpcrun.image.cache import remembered, sha256_hex
+
+    machine = architecture or os.uname().machine
+
+    def walk(seen: Set[str]) -> Tuple[List[Tuple[str, str]], bool]:
+        seen.add("/etc/ld.so.cache")
+        return _read_ld_cache(root, machine), True
+
+    raw = json.dumps([LD_CACHE_FORMAT, __version__, str(root), machine])
+    key = "host-ld-cache-" + sha256_hex(raw.encode("utf-8", "surrogatepass"))
+    return remembered(key, root, walk, _pairs_to_json, _pairs_from_json)
+
+
+def _read_ld_cache(root: Path, machine: str) -> List[Tuple[str, str]]:
+    from hpcrun.elf.ldcache import cache_for_architecture, parse_ld_cache
+
+
     path = root / "etc" / "ld.so.cache"
     try:
         data = path.read_bytes()
         entries = parse_ld_cache(data, str(path))
     except (OSError, ElfError):
         return []
-    return cache_for_architecture(entries, architecture or os.uname().machine)
+    return cache_for_architecture(entries, machine)
+
+
+def _pairs_to_json(pairs: List[Tuple[str, str]]) -> Dict[str, object]:
+    return {"pairs": [list(pair) for pair in pairs]}
+
+
+def _pairs_from_json(data: object) -> Optional[List[Tuple[str, str]]]:
+    """The stored (soname, path) pairs, or None when ``data`` is not a list of them."""
+    pairs = data.get("pairs") if isinstance(data, dict) else None
+    if not isinstance(pairs, list):
+        return None
+    out: List[Tuple[str, str]] = []
+    for pair in pairs:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
+                and isinstance(pair[1], str)):
+            return None
+        out.append((pair[0], pair[1]))
+    return out
 
 
 def _matches(soname: str, stems: Tuple[str, ...]) -> bool:

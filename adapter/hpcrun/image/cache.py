@@ -14,7 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
 
 CACHE_FORMAT = 1
 MAX_ENTRIES = 512
@@ -177,3 +177,88 @@ class FactsCache:
                         self._unlink(e.path)
         except OSError:
             pass
+
+
+# --- values remembered while the host files they were read from are unchanged ------------
+# The host closure (hundreds of ELF files parsed), the host MPI libraries and the host's
+# ld.so.cache are the same launch after launch; each is stored with the stat signature of
+# every file it read and every directory it looked a name up in or listed (a file added,
+# removed or renamed there changes the directory's mtime), and checking a few hundred stats
+# is far cheaper than reading the files again.
+
+# A file modified this close to the walk may have changed after it was read without its
+# mtime telling (coarse time stamps): such values are not stored.
+RACY_NS = 2_000_000_000
+
+T = TypeVar("T")
+Signature = List[Any]
+
+
+def stat_signature(root: Path, paths: Sequence[str]) -> Signature:
+    """``[path, [inode, size, mtime_ns] or None]`` for each host path under ``root`` (stat
+    follows links; None for a path that does not exist)."""
+    base = str(root).rstrip("/")
+    out: Signature = []
+    for path in paths:
+        try:
+            st = os.stat(base + path)
+        except (OSError, ValueError):
+            out.append([path, None])
+            continue
+        out.append([path, [st.st_ino, st.st_size, st.st_mtime_ns]])
+    return out
+
+
+def signature_matches(root: Path, signature: Any) -> bool:
+    """Whether every path of a stored :func:`stat_signature` still stats the same."""
+    if not isinstance(signature, list) or not signature:
+        return False
+    paths = []
+    for item in signature:
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str):
+            return False
+        paths.append(item[0])
+    return stat_signature(root, paths) == signature
+
+
+def user_cache() -> Optional[FactsCache]:
+    """The user's facts cache, or None when it cannot be opened (caching is then off)."""
+    try:
+        return FactsCache()
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remembered(key: str, root: Path, walk: Callable[[Set[str]], Tuple[T, bool]],
+               to_json: Callable[[T], Any], from_json: Callable[[Any], Optional[T]],
+               cache: Optional[FactsCache] = None) -> T:
+    """``walk``'s value, from ``cache`` (the user's by default) while nothing it consulted
+    has changed.
+
+    ``walk(seen)`` computes the value, adds to ``seen`` every host path (under ``root``)
+    whose change could change it (files read; directories a name was looked up in or
+    listed), and says whether the value may be stored.  It is stored with the stat signature
+    of those paths; a later call whose signature matches gets it back through ``from_json``
+    (None: a damaged entry, walked again).  A value that consulted a path changed within
+    :data:`RACY_NS` of the walk is not stored.  The cache never changes the value.
+    """
+    if cache is None:
+        cache = user_cache()
+    if cache is not None:
+        entry = cache.get(key)
+        if isinstance(entry, dict) and signature_matches(root, entry.get("signature")):
+            hit = from_json(entry.get("value"))
+            if hit is not None:
+                return hit
+    started = time.time_ns()
+    seen: Set[str] = set()
+    value, cacheable = walk(seen)
+    if cache is not None and cacheable and seen:
+        signature = stat_signature(root, sorted(seen))
+        if any(st is not None and st[2] >= started - RACY_NS for _path, st in signature):
+            return value  # changed while (or just before) it was read: not trusted later
+        try:
+            cache.put(key, {"signature": signature, "value": to_json(value)})
+        except (OSError, ValueError, TypeError):
+            pass
+    return value

@@ -23,8 +23,17 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Pattern, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Dict,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Pattern,
+    Sequence,
+    Tuple,
+)
 
 from hpcrun.errors import EncryptedImageError, ImageError
 
@@ -56,8 +65,7 @@ class UncheckedImage(ImageError):
     """
 
 
-@dataclass(frozen=True)
-class OpenedImage:
+class OpenedImage(NamedTuple):
     """An image opened for reading.
 
     ``kind``: sif, squashfs, ext3 or sandbox.  ``identity``: a string that changes when the
@@ -76,7 +84,7 @@ class OpenedImage:
     labels: Tuple[Tuple[str, str], ...] = ()
     architecture: str = ""
     sif: Optional[sifmod.SifImage] = None
-    warnings: Tuple[str, ...] = field(default=())
+    warnings: Tuple[str, ...] = ()
 
     def env(self, name: str, default: str = "") -> str:
         """The image's value of an environment variable (the last definition wins)."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from dataclasses import dataclass
-from typing import BinaryIO, Dict, List, Optional, Tuple
+from typing import BinaryIO, Dict, List, NamedTuple, Optional, Tuple
 
 from hpcrun.errors import ImageError
 
@@ -169,8 +168,7 @@ def format_time(seconds: int) -> str:
         return str(seconds)
 
 
-@dataclass(frozen=True)
-class SifHeader:
+class SifHeader(NamedTuple):
     """The SIF global header (first 128 bytes)."""
 
     launch_script: str
@@ -198,8 +196,7 @@ class SifHeader:
         return self.uuid != NIL_UUID
 
 
-@dataclass(frozen=True)
-class PartitionInfo:
+class PartitionInfo(NamedTuple):
     """The descriptor extra of a partition object."""
 
     fstype: int
@@ -227,8 +224,7 @@ class PartitionInfo:
         return self.fstype in ENCRYPTED_FSTYPES
 
 
-@dataclass(frozen=True)
-class SignatureInfo:
+class SignatureInfo(NamedTuple):
     """The descriptor extra of a signature object: hash type and signing key fingerprint."""
 
     hash_type: int
@@ -240,8 +236,7 @@ class SignatureInfo:
         return HASH_NAMES.get(self.hash_type, "Unknown")
 
 
-@dataclass(frozen=True)
-class CryptoMessageInfo:
+class CryptoMessageInfo(NamedTuple):
     """The descriptor extra of a cryptographic message object."""
 
     format_type: int
@@ -258,8 +253,7 @@ class CryptoMessageInfo:
         return CRYPTO_MESSAGE_NAMES.get(self.message_type, "Unknown")
 
 
-@dataclass(frozen=True)
-class SifDescriptor:
+class SifDescriptor(NamedTuple):
     """One used data object descriptor, with its type-specific extra decoded."""
 
     datatype: int
@@ -308,8 +302,7 @@ class SifDescriptor:
         return self.offset + self.size
 
 
-@dataclass(frozen=True)
-class SifImage:
+class SifImage(NamedTuple):
     """A parsed SIF file: its header and its used descriptors, in table order."""
 
     path: str

@@ -10,11 +10,11 @@ profile problems).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from typing import IO, Callable, Dict, Mapping, Optional, Sequence
 
 from hpcrun.errors import ConfigError, EnvironmentNotFoundError, IncompatibleError
+from hpcrun.launch.which import which
 from hpcrun.plan.model import INCOMPATIBLE, Invocation, Plan
 
 
@@ -64,7 +64,7 @@ def print_warnings(plan: Plan, stream: Optional[IO[str]] = None) -> None:
 
 def find_program(name: str, environ: Mapping[str, str]) -> str:
     """Absolute path of ``name`` on the final PATH, or raise EnvironmentNotFoundError."""
-    found = shutil.which(name, path=environ.get("PATH", os.defpath))
+    found = which(name, path=environ.get("PATH", os.defpath))
     if not found:
         raise EnvironmentNotFoundError(f"{name}: not found on PATH",
                                        f"install {os.path.basename(name)} or load its module, "

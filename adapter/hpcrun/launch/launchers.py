@@ -23,11 +23,10 @@ Parsing is pure; the arguments are never joined into a shell string.
 from __future__ import annotations
 
 import os
-import shutil
-from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from hpcrun.errors import UsageError
+from hpcrun.launch.which import which
 
 SRUN = "srun"
 HYDRA = "hydra"
@@ -38,8 +37,7 @@ _HINT_IMAGE = ("if this is a valid launcher option hpcrun does not know yet, nam
                "with `hpcrun --image IMAGE ...` so hpcrun can split the command line there")
 
 
-@dataclass(frozen=True)
-class OptionSpec:
+class OptionSpec(NamedTuple):
     """One launcher option: its canonical ``key``, how many values it takes (0, 1, 2),
     whether the value is optional (then only attached: ``--opt=v`` / ``-Xv``), and whether
     it may repeat with different first values (``-genv A 1 -genv B 2``)."""
@@ -50,8 +48,7 @@ class OptionSpec:
     repeatable: bool = False
 
 
-@dataclass(frozen=True)
-class LauncherOption:
+class LauncherOption(NamedTuple):
     """Launcher option words as the user typed them, with the option identities they carry
     (several for bundled short flags such as ``-lN2``)."""
 
@@ -59,8 +56,7 @@ class LauncherOption:
     words: Tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class CommandLine:
+class CommandLine(NamedTuple):
     """The user's command line split into launcher argv, image and application argv."""
 
     launcher: Tuple[str, ...]  # launcher name and its options; () for no launcher
@@ -227,7 +223,7 @@ def resolve_family(word: str, environ: Mapping[str, str], mpi_family: str = "") 
     family = launcher_family(word)
     if family != GENERIC_MPI:
         return family
-    found = word if os.sep in word else shutil.which(word, path=environ.get("PATH", ""))
+    found = word if os.sep in word else which(word, path=environ.get("PATH", ""))
     if found:
         real = launcher_family(os.path.realpath(found))
         if real and real != GENERIC_MPI:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from hpcrun.errors import UsageError
 from hpcrun.host.facts import RuntimeInfo
+from hpcrun.launch.which import which
 
 APPTAINER = "apptainer"
 SINGULARITY = "singularity"
@@ -149,7 +149,7 @@ def detect_runtime(requested: str, profile_kind: str, profile_path: str,
     if not binary:
         candidates = [kind] if kind else [APPTAINER, SINGULARITY]
         for candidate in candidates:
-            found = shutil.which(BINARIES[candidate], path=search)
+            found = which(BINARIES[candidate], path=search)
             if found:
                 binary, kind = found, candidate
                 break

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import tempfile
 from typing import Optional, Tuple
 
@@ -92,6 +91,8 @@ def materialise(stage: Stage) -> str:
                                  f"{error.strerror or error}", _HINT) from None
     finally:
         if temporary:
+            import shutil  # only to clean up a lost race or a failure (shutil loads bz2, lzma)
+
             shutil.rmtree(temporary, ignore_errors=True)
     if not _matches(final, stage):  # another process won the race: same name, same links
         raise StageError(f"{final}: an existing hpcrun stage directory does not hold the "

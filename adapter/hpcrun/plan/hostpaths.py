@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from hpcrun.profiles.model import Profile
 
 GLOB_CHARS = "*?["
 
 
-@dataclass(frozen=True)
-class HostPaths:
+class HostPaths(NamedTuple):
     """What the host has of the paths a profile names (host paths, not prefixed by root)."""
 
     root: str = "/"

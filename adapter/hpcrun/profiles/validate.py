@@ -450,12 +450,13 @@ def _usable(path: str) -> bool:
 
 
 def _closure(profile: Profile, root: Path, paths: Sequence[str]) -> Closure:
-    from hpcrun.resolve.closure import host_closure
+    from hpcrun.resolve.closure import cached_host_closure
 
     library_path: Tuple[str, ...] = ()
     if profile.mpi is not None and profile.mpi.family != "none":
         library_path = tuple(d for d in profile.mpi.library_dirs if _usable(d))
-    return host_closure(list(dict.fromkeys(paths)), root=root, library_path=library_path)
+    # remembered across runs while no file or directory it consulted changes
+    return cached_host_closure(list(dict.fromkeys(paths)), root=root, library_path=library_path)
 
 
 def _root_keys(closure: Closure, roots: Sequence[Tuple[str, str]]) -> Dict[str, str]:

@@ -34,8 +34,7 @@ Charliecloud (``ch-run``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from hpcrun.plan.model import (
     ERROR,
@@ -50,8 +49,7 @@ from hpcrun.plan.model import (
 )
 
 
-@dataclass(frozen=True)
-class RuntimeSyntax:
+class RuntimeSyntax(NamedTuple):
     """How one runtime spells things."""
 
     kind: str

@@ -30,9 +30,20 @@ import os
 import posixpath
 import stat
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from hpcrun.errors import ElfError
 from hpcrun.plan.model import ERROR, WARNING, Diagnostic
@@ -51,6 +62,7 @@ RPATH = "rpath"
 LIBRARY_PATH = "library_path"
 RUNPATH = "runpath"
 CACHE = "ld.so.cache"
+LD_SO_CACHE = "/etc/ld.so.cache"
 CONF = "ld.so.conf"
 DEFAULT = "default"
 DIRECT = "path"
@@ -62,8 +74,7 @@ def _default_reader(path: str) -> ElfInfo:
     return read_elf_file(path)
 
 
-@dataclass(frozen=True)
-class HostLibrary:
+class HostLibrary(NamedTuple):
     """One host file in the closure.
 
     ``path`` is the path the loader opened (what ``$ORIGIN`` derives from), ``real_path``
@@ -101,8 +112,7 @@ class HostLibrary:
         return hostlibs.is_compiler_runtime(self.soname)
 
 
-@dataclass(frozen=True)
-class Closure:
+class Closure(NamedTuple):
     """The minimal set of host files the roots load, in load order, with findings."""
 
     libraries: Tuple[HostLibrary, ...] = ()
@@ -138,16 +148,22 @@ class _State:
         self.errors: Dict[str, str] = {}
         self.dirs: Dict[str, Tuple[str, bool]] = {}  # resolve_host_path memo
         self.diagnostics: List[Diagnostic] = []
+        # host paths whose stat signature decides whether a cached closure is still valid:
+        # every file read, every directory a name was looked up in or listed
+        self.seen: Set[str] = set()
+        self.cacheable = True
 
 
 def resolve_host_path(root: Path, path: str,
-                      memo: Optional[Dict[str, Tuple[str, bool]]] = None) -> Tuple[str, bool]:
+                      memo: Optional[Dict[str, Tuple[str, bool]]] = None,
+                      seen: Optional[Set[str]] = None) -> Tuple[str, bool]:
     """Resolve a host path under ``root`` like the kernel: every link followed, root-relative.
 
     Returns the canonical host path and whether it exists as a regular file or directory.
     Absolute link targets restart at ``root`` (never at the real ``/``); ``..`` stops at
     the root; loops count as absent.  ``memo`` caches directories already resolved (the
-    closure resolves hundreds of candidates in a handful of directories).
+    closure resolves hundreds of candidates in a handful of directories).  ``seen`` collects
+    the directories in which a name was looked up (their mtime changes when entries do).
     """
     base = str(root).rstrip("/")
     parts = [p for p in path.split("/") if p and p != "."]
@@ -167,6 +183,8 @@ def resolve_host_path(root: Path, path: str,
                 return "/" + "/".join([real_dir.strip("/"), *reversed(parts)]), False
             resolved = [p for p in real_dir.split("/") if p]
             continue
+        if seen is not None:
+            seen.add("/" + "/".join(resolved))
         try:
             mode = os.lstat(base + candidate).st_mode
         except OSError:
@@ -187,11 +205,13 @@ def resolve_host_path(root: Path, path: str,
     return final, True
 
 
-def _link_chain(root: Path, path: str) -> Tuple[str, ...]:
+def _link_chain(root: Path, path: str, seen: Optional[Set[str]] = None) -> Tuple[str, ...]:
     """The hops of the last component's symbolic links (host paths), for people to read."""
     chain = [path]
     current = path
     for _ in range(MAX_SYMLINKS):
+        if seen is not None:
+            seen.add(posixpath.dirname(current))
         where = hostlibs.host_path(root, current)
         if not where.is_symlink():
             break
@@ -208,6 +228,7 @@ def _read(state: _State, host: str) -> Optional[ElfInfo]:
     if host in state.infos:
         return state.infos[host]
     info: Optional[ElfInfo]
+    state.seen.add(host)
     try:
         info = state.reader(str(hostlibs.host_path(state.root, host)))
     except ElfError as error:
@@ -231,7 +252,7 @@ def _expand(entry: str, origin: str, state: _State, info: ElfInfo) -> Optional[s
     for token in ("${ORIGIN}", "$ORIGIN"):
         value = value.replace(token, origin)
     lib = hostlibs.lib_token(state.root, info.elf_class or state.elf_class,
-                             info.architecture or state.architecture)
+                             info.architecture or state.architecture, state.seen)
     for token in ("${LIB}", "$LIB"):
         value = value.replace(token, lib)
     platform = info.architecture or state.architecture
@@ -245,7 +266,7 @@ def _expand(entry: str, origin: str, state: _State, info: ElfInfo) -> Optional[s
 def _try(state: _State, directory: str, name: str) -> Optional[Tuple[str, str, ElfInfo]]:
     """Open ``directory/name`` as the loader would: (opened path, real path, info) if it fits."""
     candidate = posixpath.join(directory, name)
-    real, exists = resolve_host_path(state.root, candidate, state.dirs)
+    real, exists = resolve_host_path(state.root, candidate, state.dirs, state.seen)
     if not exists or not os.path.isfile(str(state.root).rstrip("/") + real):
         return None
     info = _read(state, real)
@@ -281,6 +302,7 @@ def _search(state: _State, name: str, loader: Optional[HostLibrary],
                 if found:
                     return found, RUNPATH, entry
     if state.cache is None:
+        state.seen.add(LD_SO_CACHE)
         state.cache = hostlibs.ld_cache(state.root, state.architecture)
     cached = state.cache.get(name)
     if cached:
@@ -288,12 +310,13 @@ def _search(state: _State, name: str, loader: Optional[HostLibrary],
         if found:
             return found, CACHE, cached
     if state.conf is None:
-        state.conf = hostlibs.ld_so_conf_dirs(state.root)
+        state.conf = hostlibs.ld_so_conf_dirs(state.root, state.seen)
     for directory in state.conf:
         found = _try(state, directory, name)
         if found:
             return found, CONF, directory
-    for directory in hostlibs.default_dirs(state.root, state.elf_class, state.architecture):
+    for directory in hostlibs.default_dirs(state.root, state.elf_class, state.architecture,
+                                           state.seen):
         found = _try(state, directory, name)
         if found:
             return found, DEFAULT, directory
@@ -305,6 +328,10 @@ def _expand_roots(state: _State, roots: Sequence[str]) -> List[Tuple[str, str]]:
     out: List[Tuple[str, str]] = []
     for root in roots:
         if any(c in root for c in "*?["):
+            head = posixpath.dirname(posixpath.normpath("/" + root.lstrip("/")))
+            if any(c in head for c in "*?["):
+                state.cacheable = False  # a wildcard directory: too many places to watch
+            state.seen.add(head)
             pattern = str(hostlibs.host_path(state.root, root))
             matches = sorted(globmod.glob(pattern))
             if not matches:
@@ -330,6 +357,13 @@ def host_closure(roots: Sequence[str], root: Path = Path("/"), reader: Optional[
     diagnostic naming it and the chain that needs it; so is a missing or non-ELF root.
     Nothing raises for bad files: findings are diagnostics.
     """
+    return _walk(roots, root, reader, library_path, elf_class, machine, architecture)[0]
+
+
+def _walk(roots: Sequence[str], root: Path, reader: Optional[Reader],
+          library_path: Sequence[str], elf_class: int, machine: str,
+          architecture: str) -> Tuple[Closure, _State]:
+    """:func:`host_closure`, with the walk's state (what it consulted)."""
     state = _State(root=root, reader=reader or _default_reader, library_path=tuple(library_path),
                    elf_class=elf_class, machine=machine, architecture=architecture)
     loaded: List[HostLibrary] = []
@@ -350,13 +384,13 @@ def host_closure(roots: Sequence[str], root: Path = Path("/"), reader: Optional[
     def alias(index: int, name: str) -> None:
         lib = loaded[index]
         if name not in lib.names:
-            loaded[index] = _replace(lib, names=(*lib.names, name))
+            loaded[index] = lib._replace(names=(*lib.names, name))
         by_name.setdefault(name, index)
 
     pending: Deque[Tuple[str, str, int]] = deque((p, n, 0) for p, n in _expand_roots(state, roots))
     while pending:
         path, requested, depth = pending.popleft()
-        real, exists = resolve_host_path(root, path)
+        real, exists = resolve_host_path(root, path, None, state.seen)
         if not exists or not hostlibs.host_path(root, real).is_file():
             state.diagnostics.append(Diagnostic(
                 ERROR, "host-library-missing", f"host library {path} does not exist",
@@ -393,7 +427,8 @@ def host_closure(roots: Sequence[str], root: Path = Path("/"), reader: Optional[
             continue
         names = tuple(dict.fromkeys(n for n in (requested, info.soname) if n))
         add(HostLibrary(path=path, real_path=real, info=info, names=names,
-                        links=_link_chain(root, path), needed_by=(info.soname or requested,)))
+                        links=_link_chain(root, path, state.seen),
+                        needed_by=(info.soname or requested,)))
 
     while queue:
         index = queue.popleft()
@@ -423,12 +458,14 @@ def host_closure(roots: Sequence[str], root: Path = Path("/"), reader: Optional[
                 continue
             names = tuple(dict.fromkeys(n for n in (name, info.soname) if n))
             add(HostLibrary(path=opened, real_path=real, info=info, names=names,
-                            links=_link_chain(root, opened), needed_by=(*owner.needed_by, name),
+                            links=_link_chain(root, opened, state.seen),
+                            needed_by=(*owner.needed_by, name),
                             loader=owner.path, found_via=via, search_dir=entry))
-    return Closure(libraries=tuple(loaded), glibc_needs=tuple(dict.fromkeys(glibc)),
-                   diagnostics=tuple(state.diagnostics), missing=tuple(missing),
-                   elf_class=state.elf_class,
-                   architecture=state.architecture)
+    closure = Closure(libraries=tuple(loaded), glibc_needs=tuple(dict.fromkeys(glibc)),
+                      diagnostics=tuple(state.diagnostics), missing=tuple(missing),
+                      elf_class=state.elf_class,
+                      architecture=state.architecture)
+    return closure, state
 
 
 def _loader_chain(lib: HostLibrary, loaded: Sequence[HostLibrary]) -> List[HostLibrary]:
@@ -445,7 +482,130 @@ def _loader_chain(lib: HostLibrary, loaded: Sequence[HostLibrary]) -> List[HostL
     return chain
 
 
-def _replace(lib: HostLibrary, **changes: object) -> HostLibrary:
-    from dataclasses import replace
+# --- the closure cache -------------------------------------------------------------------
+# Walking a big host MPI (Open MPI with its MCA components: ~150 libraries) parses every
+# ELF file each launch.  The result only changes when a file it read or a directory it
+# searched changes, so it is kept in the facts cache with the stat signature of each of
+# them; checking a few hundred stats is far cheaper than parsing the ELF files again.
 
-    return replace(lib, **changes)  # type: ignore[arg-type]
+CLOSURE_FORMAT = 1
+def closure_cache_key(roots: Sequence[str], root: Path, library_path: Sequence[str],
+                      elf_class: int, machine: str, architecture: str) -> str:
+    """The facts-cache key of one closure: its inputs, hpcrun's version, the entry format."""
+    import json
+
+    from hpcrun import __version__
+    from hpcrun.image.cache import sha256_hex
+
+    raw = json.dumps([CLOSURE_FORMAT, __version__, list(roots), str(root), list(library_path),
+                      elf_class, machine, architecture])
+    return "closure-" + sha256_hex(raw.encode("utf-8", "surrogatepass"))
+
+
+def _info_to_json(info: ElfInfo) -> List[Any]:
+    return [info.path, info.elf_class, info.machine, info.architecture, info.elf_type,
+            info.soname, list(info.needed), list(info.rpath), list(info.runpath),
+            info.interpreter, list(info.version_defs),
+            [[need.file, list(need.versions)] for need in info.version_needs],
+            info.is_ld_script, list(info.ld_script_inputs)]
+
+
+def _info_from_json(data: List[Any]) -> ElfInfo:
+    from hpcrun.elf.model import ElfInfo, VersionNeed
+
+    (path, elf_class, machine, architecture, elf_type, soname, needed, rpath, runpath,
+     interpreter, version_defs, version_needs, is_ld_script, ld_script_inputs) = data
+    return ElfInfo(path=path, elf_class=elf_class, machine=machine, architecture=architecture,
+                   elf_type=elf_type, soname=soname, needed=tuple(needed), rpath=tuple(rpath),
+                   runpath=tuple(runpath), interpreter=interpreter,
+                   version_defs=tuple(version_defs),
+                   version_needs=tuple(VersionNeed(file=f, versions=tuple(v))
+                                       for f, v in version_needs),
+                   is_ld_script=is_ld_script, ld_script_inputs=tuple(ld_script_inputs))
+
+
+def closure_to_json(closure: Closure) -> Dict[str, Any]:
+    """A closure as JSON values (for the facts cache)."""
+    return {
+        "libraries": [[lib.path, lib.real_path, _info_to_json(lib.info), list(lib.names),
+                       list(lib.links), list(lib.needed_by), lib.loader, lib.found_via,
+                       lib.search_dir] for lib in closure.libraries],
+        "glibc_needs": [list(pair) for pair in closure.glibc_needs],
+        "diagnostics": [[d.severity, d.code, d.message, d.hint, d.source]
+                        for d in closure.diagnostics],
+        "missing": [list(pair) for pair in closure.missing],
+        "elf_class": closure.elf_class,
+        "architecture": closure.architecture,
+    }
+
+
+def closure_from_json(data: Any) -> Optional[Closure]:
+    """The closure :func:`closure_to_json` stored, or None when ``data`` is not one."""
+    try:
+        libraries = tuple(
+            HostLibrary(path=path, real_path=real, info=_info_from_json(info),
+                        names=tuple(names), links=tuple(links), needed_by=tuple(needed_by),
+                        loader=loader, found_via=via, search_dir=entry)
+            for path, real, info, names, links, needed_by, loader, via, entry
+            in data["libraries"])
+        closure = Closure(
+            libraries=libraries,
+            glibc_needs=tuple((name, chain) for name, chain in data["glibc_needs"]),
+            diagnostics=tuple(Diagnostic(severity, code, message, hint=hint, source=source)
+                              for severity, code, message, hint, source in data["diagnostics"]),
+            missing=tuple((name, chain) for name, chain in data["missing"]),
+            elf_class=data["elf_class"], architecture=data["architecture"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not _well_typed(closure):
+        return None
+    return closure
+
+
+def _well_typed(closure: Closure) -> bool:
+    """A loose type check of a decoded closure (a damaged entry must not reach the resolver)."""
+    if not isinstance(closure.elf_class, int) or not isinstance(closure.architecture, str):
+        return False
+    for lib in closure.libraries:
+        info = lib.info
+        strings = (lib.path, lib.real_path, lib.loader, lib.found_via, lib.search_dir,
+                   info.path, info.machine, info.architecture, info.elf_type, info.soname,
+                   info.interpreter, *lib.names, *lib.links, *lib.needed_by, *info.needed,
+                   *info.rpath, *info.runpath, *info.version_defs, *info.ld_script_inputs,
+                   *(need.file for need in info.version_needs),
+                   *(v for need in info.version_needs for v in need.versions))
+        if not all(isinstance(value, str) for value in strings):
+            return False
+        if not isinstance(info.elf_class, int) or not isinstance(info.is_ld_script, bool):
+            return False
+    pairs = (*closure.glibc_needs, *closure.missing)
+    texts = [value for pair in pairs for value in pair]
+    for d in closure.diagnostics:
+        texts.extend((d.severity, d.code, d.message, d.hint, d.source))
+    return all(isinstance(value, str) for value in texts)
+
+
+def cached_host_closure(roots: Sequence[str], root: Path = Path("/"),
+                        library_path: Sequence[str] = (), elf_class: int = 0,
+                        machine: str = "", architecture: str = "",
+                        cache: Any = None) -> Closure:
+    """:func:`host_closure` with the default ELF reader, remembered across runs.
+
+    The entry (in ``cache``, by default the user's :class:`~hpcrun.image.cache.FactsCache`)
+    is keyed by the inputs and holds the stat signature (inode, size, mtime) of every file
+    the walk read and every directory it looked a name up in or listed, ``/etc/ld.so.cache``
+    and the ``ld.so.conf`` files included.  A library replaced, added to or removed from a
+    searched directory changes one of them and the closure is walked again.  A corrupt or
+    foreign entry is a miss; the cache never changes the result.
+    """
+
+    def walk(seen: Set[str]) -> Tuple[Closure, bool]:
+        closure, state = _walk(roots, root, None, library_path, elf_class, machine,
+                               architecture)
+        seen.update(state.seen)
+        return closure, state.cacheable
+
+    from hpcrun.image.cache import remembered
+
+    key = closure_cache_key(roots, root, library_path, elf_class, machine, architecture)
+    return remembered(key, root, walk, closure_to_json, closure_from_json, cache)

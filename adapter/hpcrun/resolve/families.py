@@ -17,8 +17,7 @@ which host library can stand in for a soname the application needs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, NamedTuple, Optional, Sequence, Tuple
 
 MPICH = "mpich"
 OPENMPI = "openmpi"
@@ -65,8 +64,7 @@ OPENMPI_MAJORS = ("40", "20", "12", "1", "0")
 _SONAME = re.compile(r"^(?P<stem>.+?)\.so(?:\.(?P<version>\d+(?:\.\d+)*))?$")
 
 
-@dataclass(frozen=True)
-class SonameInfo:
+class SonameInfo(NamedTuple):
     """What a library name says: its stem (``libmpich``), major and full numeric version."""
 
     name: str
@@ -134,8 +132,7 @@ def family_label(family: str) -> str:
         family, "unknown MPI family")
 
 
-@dataclass(frozen=True)
-class Provision:
+class Provision(NamedTuple):
     """How a needed MPI soname is served by a host library.
 
     ``needed`` is what the application asks for; ``host_soname`` the host library's own

@@ -26,7 +26,7 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Pattern, Tuple
+from typing import Dict, List, Optional, Pattern, Set, Tuple
 
 _GLIBC_PATTERNS = (
     "libc.so.*", "libm.so.*", "libpthread.so.*", "libdl.so.*", "librt.so.*", "libutil.so.*",
@@ -98,12 +98,14 @@ def host_path(root: Path, path: str) -> Path:
     return root / path.lstrip("/")
 
 
-def default_dirs(root: Path, elf_class: int, architecture: str) -> Tuple[str, ...]:
+def default_dirs(root: Path, elf_class: int, architecture: str,
+                 seen: Optional[Set[str]] = None) -> Tuple[str, ...]:
     """The loader's built-in directories for an object of this class and architecture.
 
     glibc's trusted directories are ``/lib64:/usr/lib64`` for 64-bit objects on x86_64,
     aarch64 and friends, ``/lib:/usr/lib`` for 32-bit; Debian-style builds use the
     multiarch directories instead.  Directories absent under ``root`` are left out.
+    ``seen`` collects the host paths consulted (for the closure cache's validity check).
     """
     triplet = TRIPLETS.get(architecture, "")
     candidates: List[str] = []
@@ -112,31 +114,47 @@ def default_dirs(root: Path, elf_class: int, architecture: str) -> Tuple[str, ..
     if elf_class == 64:
         candidates += ["/lib64", "/usr/lib64"]
     candidates += ["/lib", "/usr/lib"]
+    if seen is not None:
+        seen.update(candidates)
     return tuple(d for d in candidates if host_path(root, d).is_dir())
 
 
-def lib_token(root: Path, elf_class: int, architecture: str) -> str:
-    """What ``$LIB`` expands to: the multiarch ``lib/<triplet>`` on such hosts, else lib64/lib."""
+def lib_token(root: Path, elf_class: int, architecture: str,
+              seen: Optional[Set[str]] = None) -> str:
+    """What ``$LIB`` expands to: the multiarch ``lib/<triplet>`` on such hosts, else lib64/lib.
+
+    ``seen`` collects the host paths consulted (for the closure cache's validity check).
+    """
     triplet = TRIPLETS.get(architecture, "")
+    if triplet and seen is not None:
+        seen.add(f"/lib/{triplet}")
     if triplet and host_path(root, f"/lib/{triplet}").is_dir():
         return f"lib/{triplet}"
     return "lib64" if elf_class == 64 else "lib"
 
 
-def ld_so_conf_dirs(root: Path) -> Tuple[str, ...]:
-    """Directories of the host's ``/etc/ld.so.conf`` (with its ``include`` globs) under root."""
+def ld_so_conf_dirs(root: Path, seen: Optional[Set[str]] = None) -> Tuple[str, ...]:
+    """Directories of the host's ``/etc/ld.so.conf`` (with its ``include`` globs) under root.
+
+    ``seen`` collects the host paths read, listed or tested (for the closure cache).
+    """
     from hpcrun.elf.ldconf import read_ld_so_conf, tree_glob
 
+    track: Set[str] = set() if seen is None else seen
+
     def read_text(path: str) -> Optional[str]:
+        track.add(path)
         try:
             return host_path(root, path).read_text(encoding="utf-8", errors="replace")
         except OSError:
             return None
 
     def listdir(path: str) -> List[str]:
+        track.add(path)
         return os.listdir(host_path(root, path))
 
     def is_dir(path: str) -> bool:
+        track.add(path)
         return host_path(root, path).is_dir()
 
     return tuple(read_ld_so_conf(read_text, tree_glob(listdir, is_dir)))

@@ -17,9 +17,8 @@ import fnmatch
 import glob as globmod
 import os
 import posixpath
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from hpcrun.errors import ElfError
 from hpcrun.host.facts import HostFacts
@@ -37,7 +36,7 @@ from hpcrun.plan.model import (
 )
 from hpcrun.profiles.model import Mpi, Profile
 from hpcrun.resolve import families, hostlibs, verdict
-from hpcrun.resolve.closure import ROOT, Closure, HostLibrary, host_closure
+from hpcrun.resolve.closure import ROOT, Closure, HostLibrary, cached_host_closure, host_closure
 
 if TYPE_CHECKING:
     from hpcrun.elf.model import ElfInfo
@@ -58,8 +57,7 @@ def _read_elf_file(path: str) -> ElfInfo:
     return read_elf_file(path)
 
 
-@dataclass(frozen=True)
-class HostMpi:
+class HostMpi(NamedTuple):
     """The host MPI as the profile names it and its files say."""
 
     family: str
@@ -111,15 +109,85 @@ def host_mpi(mpi: Optional[Mpi], root: Path = Path("/"), reader: Optional[Reader
     ``mpi.libraries`` are host paths (globs and GNU ld scripts followed); each soname in
     ``mpi.sonames``/``fortran``/``cxx`` not among them is looked up in ``mpi.library_dirs``;
     with neither, the MPI libraries found in ``library_dirs`` are taken.  A named library
-    that is absent is an error diagnostic.
+    that is absent is an error diagnostic.  With the real ELF reader the result is
+    remembered across runs while no file or directory it consulted changes (facts cache).
     """
     if mpi is None or mpi.family == "none":
         return HostMpi(family="none")
-    read = _reader(reader)
+    if reader is not None:
+        return _host_mpi(mpi, root, reader, set())[0]
+    from hpcrun.image.cache import remembered
+
+    def walk(seen: Set[str]) -> Tuple[HostMpi, bool]:
+        return _host_mpi(mpi, root, _read_elf_file, seen)
+
+    return remembered(_host_mpi_key(mpi, root), root, walk, _host_mpi_to_json,
+                      _host_mpi_from_json)
+
+
+HOST_MPI_FORMAT = 1
+
+
+def _host_mpi_key(mpi: Mpi, root: Path) -> str:
+    import json
+
+    from hpcrun import __version__
+    from hpcrun.image.cache import sha256_hex
+
+    raw = json.dumps([HOST_MPI_FORMAT, __version__, repr(mpi), str(root)])
+    return "host-mpi-" + sha256_hex(raw.encode("utf-8", "surrogatepass"))
+
+
+_MPI_FIELDS = ("soname", "path", "real_path", "family", "role", "implementation", "version",
+               "version_string")
+
+
+def _host_mpi_to_json(value: HostMpi) -> Dict[str, object]:
+    return {"family": value.family, "implementation": value.implementation,
+            "version": value.version, "library_dirs": list(value.library_dirs),
+            "libraries": [[getattr(lib, name) for name in _MPI_FIELDS]
+                          for lib in value.libraries],
+            "diagnostics": [[d.severity, d.code, d.message, d.hint, d.source]
+                            for d in value.diagnostics]}
+
+
+def _host_mpi_from_json(data: object) -> Optional[HostMpi]:
+    """The stored HostMpi, or None when ``data`` is not one (a damaged entry)."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        libraries = tuple(MpiLibrary(**dict(zip(_MPI_FIELDS, row)))
+                          for row in data["libraries"])
+        diagnostics = tuple(Diagnostic(sev, code, message, hint=hint, source=source)
+                            for sev, code, message, hint, source in data["diagnostics"])
+        value = HostMpi(family=data["family"], libraries=libraries,
+                        implementation=data["implementation"], version=data["version"],
+                        library_dirs=tuple(data["library_dirs"]), diagnostics=diagnostics)
+    except (KeyError, TypeError, ValueError):
+        return None
+    texts = [value.family, value.implementation, value.version, *value.library_dirs,
+             *(getattr(lib, name) for lib in libraries for name in _MPI_FIELDS),
+             *(t for d in diagnostics for t in (d.severity, d.code, d.message, d.hint, d.source))]
+    if not all(isinstance(t, str) for t in texts) or \
+            any(len(row) != len(_MPI_FIELDS) for row in data["libraries"]):
+        return None
+    return value
+
+
+def _host_mpi(mpi: Mpi, root: Path, read: Reader, seen: Set[str]) -> Tuple[HostMpi, bool]:
+    """:func:`host_mpi`'s work; adds to ``seen`` every host path it consulted, and says
+    whether the result may be remembered."""
+    from hpcrun.resolve.closure import resolve_host_path
+
+    cacheable = True
     diagnostics: List[Diagnostic] = []
     paths: List[str] = []
     for entry in mpi.libraries:
         if any(c in entry for c in "*?["):
+            head = posixpath.dirname(posixpath.normpath("/" + entry.lstrip("/")))
+            if any(c in head for c in "*?["):
+                cacheable = False
+            seen.add(head)
             prefix = str(root).rstrip("/")
             matches = sorted(globmod.glob(str(hostlibs.host_path(root, entry))))
             paths.extend("/" + m[len(prefix):].lstrip("/") for m in matches)
@@ -132,12 +200,14 @@ def host_mpi(mpi: Optional[Mpi], root: Path = Path("/"), reader: Optional[Reader
             continue
         for directory in mpi.library_dirs:
             candidate = posixpath.join(directory, soname)
+            seen.add(posixpath.dirname(candidate))
             if os.path.lexists(hostlibs.host_path(root, candidate)):
                 paths.append(candidate)
                 seen_names.add(soname)
                 break
     if not paths:
         for directory in mpi.library_dirs:
+            seen.add(directory)
             try:
                 names = sorted(os.listdir(hostlibs.host_path(root, directory)))
             except OSError:
@@ -146,18 +216,17 @@ def host_mpi(mpi: Optional[Mpi], root: Path = Path("/"), reader: Optional[Reader
                 parsed = families.parse_soname(name)
                 if families.is_mpi_name(name) and len(parsed.version) == 1:
                     paths.append(posixpath.join(directory, name))
-    from hpcrun.resolve.closure import resolve_host_path
-
     libraries: List[MpiLibrary] = []
     todo = [(p, 0) for p in paths]
     while todo:
         path, depth = todo.pop(0)
-        real, exists = resolve_host_path(root, path)
+        real, exists = resolve_host_path(root, path, None, seen)
         if not exists:
             diagnostics.append(Diagnostic(
                 ERROR, "mpi-library-missing", f"host MPI library {path} does not exist",
                 hint="fix mpi.libraries / mpi.library_dirs in the site profile", source=path))
             continue
+        seen.add(real)
         try:
             info = read(str(hostlibs.host_path(root, real)))
         except ElfError as error:
@@ -207,11 +276,10 @@ def host_mpi(mpi: Optional[Mpi], root: Path = Path("/"), reader: Optional[Reader
             version = lib.version
     return HostMpi(family=family, libraries=tuple(libraries), implementation=implementation,
                    version=version, library_dirs=tuple(mpi.library_dirs),
-                   diagnostics=tuple(diagnostics))
+                   diagnostics=tuple(diagnostics)), cacheable
 
 
-@dataclass(frozen=True)
-class AppNeeds:
+class AppNeeds(NamedTuple):
     """What MPI the application needs: sonames, family, how we know, env to set."""
 
     needed: Tuple[str, ...] = ()
@@ -452,6 +520,14 @@ def _canonical_aliases(mpi: HostMpi) -> List[families.Provision]:
     return out
 
 
+def _closure(roots: Sequence[str], root: Path, reader: Optional[Reader],
+             library_path: Sequence[str]) -> Closure:
+    """The host closure; with the real ELF reader, remembered across runs (facts cache)."""
+    if reader is None:
+        return cached_host_closure(roots, root=root, library_path=library_path)
+    return host_closure(roots, root=root, reader=reader, library_path=library_path)
+
+
 def _is_glob(path: str) -> bool:
     return "*" in path or "?" in path or "[" in path
 
@@ -479,8 +555,7 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
     roots.extend(preload)
     for path in preload:
         origin[path] = "container.preload"
-    closure = host_closure(roots, root=root, reader=_reader(reader),
-                           library_path=mpi.library_dirs)
+    closure = _closure(roots, root, reader, mpi.library_dirs)
     preloaded: List[str] = []
     for companion in companions:
         if closure.find(companion) is None and \
@@ -495,8 +570,7 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
                 "library does not load it itself", source=companion))
     if preloaded:
         roots = [*preloaded, *roots]
-        closure = host_closure(roots, root=root, reader=_reader(reader),
-                               library_path=mpi.library_dirs)
+        closure = _closure(roots, root, reader, mpi.library_dirs)
     diagnostics.extend(closure.diagnostics)
     # Globbed roots: note their origin by their expanded paths too.  The patterns are
     # listed once (in origin's order, the last match wins), not rescanned per library.

@@ -26,8 +26,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
 from hpcrun.errors import UsageError
 from hpcrun.host.facts import HostFacts
@@ -48,8 +47,7 @@ _PE = re.compile(r"[:,]pe=([0-9]+)", re.IGNORECASE)
 _PPR = re.compile(r"^ppr:([0-9]+):node", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class LaunchShape:
+class LaunchShape(NamedTuple):
     """What a launcher's options say about ranks and CPUs (0 / "" when they say nothing)."""
 
     cpus_per_rank: int = 0

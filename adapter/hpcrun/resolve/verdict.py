@@ -17,8 +17,7 @@ verdict is the worst severity found (:func:`verdict_of`).  Rules (bind-model.md 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from hpcrun.image.facts import Libc, MpiLibrary, VersionDefs
 from hpcrun.plan.model import (
@@ -156,8 +155,7 @@ def _order(h_major: int, h_minor: int, c_major: int, c_minor: int, policy: str, 
     return []
 
 
-@dataclass(frozen=True)
-class Loading:
+class Loading(NamedTuple):
     """A host library that will load in the container, for the symbol-version rule."""
 
     name: str  # soname, for messages
