@@ -11,7 +11,7 @@ from hpcrun.profiles.model import BindSpec, Profile
 from hpcrun.render.chstage import DEFAULT_SLOTS, layout, stage_name, stage_root
 
 MULTIARCH = "/usr/lib/x86_64-linux-gnu"
-HOME = {"HOME": "/home/u"}
+HOME = {"HOME": "/home/u", "USER": "u"}
 
 
 def lib(source: str, destination: str, kind: str = "library") -> Bind:
@@ -149,3 +149,18 @@ def test_binds_nested_in_a_staged_directory() -> None:
     clash = layout([outer, other], "/.hpcrun", None, HOME)
     assert clash.stage is None
     assert [d.code for d in clash.diagnostics] == ["ch-run-nested-binds"]
+
+
+def test_ch_run_preconditions_are_checked_before_launch() -> None:
+    """ch-run stops on each rank without $USER, and cannot run a SIF: both are plan errors
+    with a hint, before anything starts."""
+    assert "ch-run-needs-user" in [d.code for d in _plan(Contribution(), environ={
+        "HOME": "/home/u"}).errors]
+    assert _plan(Contribution()).errors == ()
+    profile = Profile(schema=1, name="t")
+    for image in ("/img/app.sif", "/img/app.sqfs"):
+        request = Request(("srun",), image, ("app",))
+        plan = build_plan(profile, request, HostFacts(runtime=RuntimeInfo(kind="charliecloud")),
+                          None, [], None, HOME)
+        codes = [d.code for d in plan.errors]
+        assert codes == (["ch-run-image-kind"] if image.endswith(".sif") else []), image

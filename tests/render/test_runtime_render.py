@@ -215,7 +215,7 @@ def test_charliecloud_argv() -> None:
     image = ImageFacts(source="img", kind="sandbox",
                        environment=(("LD_LIBRARY_PATH", "/usr/local/lib"),))
     plan = plan_for(profile, "charliecloud", request=Request((), "/img", ("python", "-c", "1")),
-                    image=image, binary="/usr/bin/ch-run", environ={"HOME": "/home/u"})
+                    image=image, binary="/usr/bin/ch-run", environ={"HOME": "/home/u", "USER": "u"})
     stage = plan.invocation.stage
     assert stage is not None and stage.links == (("lib/libmlx5.so.1", "/mnt/1/libmlx5.so.1"),)
     assert stage.directory.startswith("/home/u/.cache/hpcrun/stage/")

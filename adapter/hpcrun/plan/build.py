@@ -388,6 +388,16 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
         flags.append(Flag("--cleanenv", "--cleanenv requested"))
     options = (*profile.runtime.options, *request.runtime_options)
     if kind == "charliecloud":
+        image_kind = image.kind if image is not None else ""
+        if image_kind in ("sif", "ext3") or (not image_kind and request.image.endswith(".sif")):
+            b.diag(ERROR, "ch-run-image-kind", f"ch-run cannot run {request.image}: it takes "
+                   f"an image directory or a squashfs file, not a {image_kind or 'SIF'} image",
+                   "convert it (ch-convert IMAGE.sif DIR, or unsquashfs/ mksquashfs), or use "
+                   "--runtime apptainer|singularity", source="image")
+        caller = host.environ if environ is None else environ
+        if caller is not None and not dict(caller).get("USER"):
+            b.diag(ERROR, "ch-run-needs-user", "ch-run refuses to start without $USER, which "
+                   "is not set", "export USER=$(id -un) before launching", source="runtime")
         if flags:
             b.diag(WARNING, "flags-ignored", "ch-run has no equivalent of "
                    f"{' '.join(f.flag for f in flags)}: ignored", source="runtime")
