@@ -37,8 +37,21 @@ def _first_word(argv: List[str]) -> Optional[str]:
     return None
 
 
+def _tolerant_streams() -> None:
+    """Paths may hold any bytes (Python decodes them with surrogateescape): write them back
+    as the same bytes on stdout, and escaped on stderr, whatever the locale's error mode."""
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors=errors)
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run hpcrun with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    _tolerant_streams()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
     try:
