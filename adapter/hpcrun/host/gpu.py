@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
-from hpcrun.errors import ElfError
 from hpcrun.host.facts import GpuHost
+from hpcrun.host.ldcache import read_ld_cache as _read_ld_cache
 
 # Sonames' stems of the NVIDIA driver's user-space libraries (as in Apptainer's
 # nvliblist.conf): matched as "<stem>.so" followed by a version suffix.
@@ -80,19 +80,6 @@ def host_ld_cache(root: Path, architecture: str = "") -> List[Tuple[str, str]]:
     raw = json.dumps([LD_CACHE_FORMAT, __version__, str(root), machine])
     key = "host-ld-cache-" + sha256_hex(raw.encode("utf-8", "surrogatepass"))
     return remembered(key, root, walk, _pairs_to_json, _pairs_from_json)
-
-
-def _read_ld_cache(root: Path, machine: str) -> List[Tuple[str, str]]:
-    from hpcrun.elf.ldcache import cache_for_architecture, parse_ld_cache
-
-
-    path = root / "etc" / "ld.so.cache"
-    try:
-        data = path.read_bytes()
-        entries = parse_ld_cache(data, str(path))
-    except (OSError, ElfError):
-        return []
-    return cache_for_architecture(entries, machine)
 
 
 def _pairs_to_json(pairs: List[Tuple[str, str]]) -> Dict[str, object]:

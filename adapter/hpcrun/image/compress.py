@@ -87,14 +87,7 @@ def lz4_block_decompress(src: bytes, limit: int) -> bytes:
         i += 1
         lit = token >> 4
         if lit == 15:
-            while True:
-                if i >= n:
-                    raise _Corrupt("truncated literal length")
-                b = src[i]
-                i += 1
-                lit += b
-                if b != 255:
-                    break
+            lit, i = _extended_length(src, i, lit, "literal length")
         if i + lit > n:
             raise _Corrupt("literals run past the end of the input")
         if len(out) + lit > limit:
@@ -109,16 +102,21 @@ def lz4_block_decompress(src: bytes, limit: int) -> bytes:
         i += 2
         length = token & 15
         if length == 15:
-            while True:
-                if i >= n:
-                    raise _Corrupt("truncated match length")
-                b = src[i]
-                i += 1
-                length += b
-                if b != 255:
-                    break
+            length, i = _extended_length(src, i, length, "match length")
         length += 4
         _copy_match(out, dist, length, limit)
+
+
+def _extended_length(src: bytes, i: int, length: int, what: str) -> Tuple[int, int]:
+    """An LZ4 length of 15 goes on in bytes of 255 until a smaller one: (length, new i)."""
+    while True:
+        if i >= len(src):
+            raise _Corrupt(f"truncated {what}")
+        b = src[i]
+        i += 1
+        length += b
+        if b != 255:
+            return length, i
 
 
 def _copy_match(out: bytearray, dist: int, length: int, limit: int) -> None:

@@ -166,15 +166,6 @@ def ld_cache(root: Path, architecture: str) -> Dict[str, str]:
     An absent or unreadable cache is an empty mapping (a fake host tree may have none; the
     ld.so.conf directories and default directories are searched anyway).
     """
-    from hpcrun.elf.ldcache import cache_for_architecture, parse_ld_cache
-    from hpcrun.errors import ElfError
+    from hpcrun.host.ldcache import read_ld_cache
 
-    try:
-        data = host_path(root, "/etc/ld.so.cache").read_bytes()
-    except OSError:
-        return {}
-    try:
-        entries = parse_ld_cache(data, str(host_path(root, "/etc/ld.so.cache")))
-    except ElfError:
-        return {}
-    return dict(cache_for_architecture(entries, architecture))
+    return dict(read_ld_cache(root, architecture))
