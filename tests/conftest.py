@@ -27,6 +27,22 @@ WHEEL_VERSIONS = {
 }
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to run against an ``hpcrun`` installed from another checkout.
+
+    The CLI tests exec the installed console script, so an editable install of a different
+    clone would silently test that clone's code. ``scripts/install-test-deps`` reinstalls.
+    """
+    import hpcrun
+
+    found = Path(hpcrun.__file__).resolve().parent
+    if found != REPO / "adapter" / "hpcrun":
+        raise pytest.UsageError(
+            f"hpcrun is imported from {found}, not from this checkout ({REPO}); "
+            "run scripts/install-test-deps (or: pip install -e .[test])"
+        )
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared`` beside the repository, or skip when it is absent."""
