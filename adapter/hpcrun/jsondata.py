@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
+
+from hpcrun import records
 
 
 def to_plain(value: Any) -> Any:
     """``value`` with dataclasses turned into dicts (field order kept) and tuples into lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if records.is_record(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in records.fields(value)}
     if isinstance(value, (tuple, list)):
         return [to_plain(v) for v in value]
     return value

@@ -149,7 +149,7 @@ def mpich_profile(version: str, **mpi_changes: object) -> Profile:
 
 
 def with_(profile: Profile, **changes: object) -> Profile:
-    from dataclasses import replace
+    from hpcrun.records import replace
 
     return replace(profile, **changes)  # type: ignore[arg-type]
 

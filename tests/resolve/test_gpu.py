@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ from typing import Callable, Dict, Optional
 import pytest
 
 from helpers.gpu_trees import amd_host, compile_library, cuda_image, nvidia_host
+from hpcrun import records
 from hpcrun.errors import UsageError
 from hpcrun.host.facts import GpuHost, HostFacts, RuntimeInfo
 from hpcrun.host.gpu import probe_gpu
@@ -206,7 +206,7 @@ def test_charliecloud_binds_driver_and_gtl(tmp_path: Path, cudart: Path,
     assert "charliecloud-bind-destination" not in found
     assert found["charliecloud-gpu-devices"] == INFO
 
-    host = dataclasses.replace(node_535, runtime=RuntimeInfo(kind="charliecloud"))
+    host = records.replace(node_535, runtime=RuntimeInfo(kind="charliecloud"))
     slots = tuple(f"/mnt/{i}" for i in range(10))
     plan = build_plan(profile, REQUEST, host, image, [result], None,
                       {"HOME": str(tmp_path / "home")}, mount_slots=slots)
@@ -235,7 +235,7 @@ def test_charliecloud_without_driver_libraries_is_off(tmp_path: Path, cudart: Pa
     """Forced --gpu nvidia on a node without driver libraries: no binds, a warning, and
     the builder's GPU-only entries are skipped (with their notes)."""
     gtl = compile_library(tmp_path / "libmpi_gtl_cuda.so.0", "libmpi_gtl_cuda.so.0")
-    request = dataclasses.replace(REQUEST, gpu="nvidia")
+    request = records.replace(REQUEST, gpu="nvidia")
     result = decide(charliecloud_profile(gtl), request, CPU_NODE, None, "charliecloud")
     assert result.binds == () and not gpu_active([result])
     assert codes(result)["charliecloud-gpu-no-driver"] == WARNING
@@ -281,7 +281,7 @@ def test_charliecloud_binds_work_with_real_ch_run(tmp_path: Path, cudart: Path,
     shutil.copy2(busybox, root / "bin" / "busybox")
     profile = Profile(schema=1, name="site", gpu=Gpu(libraries=(str(gtl),)))
     result = decide(profile, REQUEST, node_535, image, "charliecloud")
-    host = dataclasses.replace(node_535, runtime=RuntimeInfo(kind="charliecloud"))
+    host = records.replace(node_535, runtime=RuntimeInfo(kind="charliecloud"))
     plan = build_plan(profile, REQUEST, host, image, [result], None, {})
     argv = [ch_run]
     for bind in plan.binds:

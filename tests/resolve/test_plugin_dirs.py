@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Callable, Dict
@@ -12,6 +11,7 @@ import pytest
 from helpers import mpi_trees
 from helpers.gpu_trees import compile_library
 from helpers.mpi_trees import HOST_LIBDIR, copy_host_file, fill_missing, write_ld_config
+from hpcrun import records
 from hpcrun.host.facts import HostFacts, RuntimeInfo
 from hpcrun.plan.build import build_plan
 from hpcrun.plan.model import Request
@@ -100,7 +100,7 @@ def test_libfabric_providers_go_to_libfabric_and_fi_provider_path(fabric_host: P
     (variable,) = [e for e in result.env if e.name == "FI_PROVIDER_PATH"]
     assert variable.value == "/.hpcrun/lib/libfabric" and variable.scope == "container"
     # A profile's own FI_PROVIDER_PATH wins over the resolver's (profile > decisions).
-    mine = dataclasses.replace(profile, env=(EnvSpec("FI_PROVIDER_PATH", "/site/prov"),))
+    mine = records.replace(profile, env=(EnvSpec("FI_PROVIDER_PATH", "/site/prov"),))
     plan = build_plan(mine, REQUEST, HostFacts(runtime=RuntimeInfo("apptainer")), None,
                       [resolve(mine, REQUEST, HOST, None, root=fabric_host)], None, {})
     assert [e.value for e in plan.env if e.name == "FI_PROVIDER_PATH"] == ["/site/prov"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from helpers import mpi_trees
 from helpers.gpu_trees import compile_library
 from helpers.mpi_trees import HOST_LIBDIR
+from hpcrun import records
 from hpcrun.host.facts import HostFacts, RuntimeInfo
 from hpcrun.plan.build import build_plan
 from hpcrun.plan.hostpaths import survey_host_paths
@@ -47,7 +47,7 @@ def preload_of(plan: Plan) -> str:
 
 def mpich_profile(**changes: object) -> Profile:
     mpi = Mpi(family="mpich", libraries=(f"{HOST_LIBDIR}/libmpich.so.12",))
-    return dataclasses.replace(Profile(schema=1, name="xpmem", mpi=mpi), **changes)
+    return records.replace(Profile(schema=1, name="xpmem", mpi=mpi), **changes)
 
 
 def test_setonix_style_preload_through_the_profile_bind(xpmem_host: Path) -> None:
@@ -99,7 +99,7 @@ def test_preload_needed_by_name_stays_under_the_prefix(xpmem_host: Path,
 def test_preload_without_any_bind(host_sites: Callable) -> None:
     """A preload no profile bind covers is bound under the prefix and preloaded there."""
     site = host_sites("debian-mpich")
-    profile = dataclasses.replace(site.profile, container=Container(
+    profile = records.replace(site.profile, container=Container(
         preload=(f"{HOST_LIBDIR}/libmpich.so.12",)))
     decided = resolve(profile, REQUEST, HostFacts(architecture="x86_64"), None, root=site.root)
     assert decided.preload == ("/.hpcrun/lib/libmpich.so.12",)

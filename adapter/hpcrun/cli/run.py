@@ -18,13 +18,13 @@ is not mounted there.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 import re
 import sys
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
+from hpcrun import records
 from hpcrun.errors import EnvironmentNotFoundError, UsageError
 from hpcrun.host.facts import HostFacts, RuntimeInfo
 from hpcrun.image.facts import ImageFacts
@@ -313,7 +313,7 @@ def _host_facts(runtime: RuntimeInfo, environ: Mapping[str, str]) -> HostFacts:
         return HostFacts(runtime=runtime)
     from pathlib import Path
 
-    return dataclasses.replace(probe(Path("/"), environ), runtime=runtime)
+    return records.replace(probe(Path("/"), environ), runtime=runtime)
 
 
 def run(args: List[str]) -> int:

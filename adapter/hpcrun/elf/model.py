@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Tuple
 
+from hpcrun.records import record
 
-@dataclass(frozen=True)
+
+@record
 class VersionNeed:
     """Symbol versions required from one library (``.gnu.version_r``): file + version names."""
 
@@ -14,7 +15,7 @@ class VersionNeed:
     versions: Tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class ElfInfo:
     """The dynamic-linking facts of one ELF file.
 

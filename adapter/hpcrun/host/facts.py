@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Tuple
 
+from hpcrun.records import record
 
-@dataclass(frozen=True)
+
+@record
 class RuntimeInfo:
     """The container runtime found on this host.
 
@@ -21,7 +22,7 @@ class RuntimeInfo:
     flavour: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class GpuHost:
     """GPUs on this node: ``vendor`` nvidia, amd or none; the NVIDIA driver version."""
 
@@ -35,7 +36,7 @@ class GpuHost:
     tools: Tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class HostFacts:
     """Everything hpcrun knows about the launch node."""
 

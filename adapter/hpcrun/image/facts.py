@@ -6,13 +6,14 @@ the image file alone.  Paths are paths inside the image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Tuple
+
+from hpcrun.records import record
 
 FACTS_VERSION = 1
 
 
-@dataclass(frozen=True)
+@record
 class Libc:
     """The image's C library: ``kind`` is glibc, musl or unknown; ``version`` like ``2.36``."""
 
@@ -21,7 +22,7 @@ class Libc:
     path: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class MpiLibrary:
     """One MPI library found in the image (or the host).
 
@@ -41,7 +42,7 @@ class MpiLibrary:
     version_string: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class VersionDefs:
     """The symbol versions a library defines (``.gnu.version_d``), e.g. libc's GLIBC_2.34."""
 
@@ -50,7 +51,7 @@ class VersionDefs:
     versions: Tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class AppFacts:
     """What the application command resolves to in the image.
 
@@ -77,7 +78,7 @@ class AppFacts:
     mpi_symbols: Tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class ImageFacts:
     """Everything hpcrun knows about an image before launch."""
 

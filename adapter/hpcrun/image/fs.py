@@ -11,10 +11,10 @@ that upper layers shadow lower ones (SIF overlay partitions).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from typing import Any, BinaryIO, List, Optional, Protocol, Sequence, Tuple, cast
 
 from hpcrun.errors import ImageError
+from hpcrun.records import record
 
 MAX_SYMLINKS = 40  # Linux's limit (ELOOP)
 
@@ -24,7 +24,7 @@ SYMLINK = "symlink"
 OTHER = "other"  # devices, fifos, sockets (and overlay whiteouts)
 
 
-@dataclass(frozen=True)
+@record
 class Node:
     """An inode: ``kind`` one of dir/file/symlink/other; ``ref`` is the backend's handle."""
 
@@ -191,7 +191,7 @@ class Tree:
         return node
 
 
-@dataclass(frozen=True)
+@record
 class _Layered:
     """A directory seen through several layers: ``nodes[i]`` belongs to ``layers[i]``."""
 

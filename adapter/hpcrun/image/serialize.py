@@ -9,10 +9,10 @@ instead of misread.
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from typing import Any, Dict, Optional, Union
 
+from hpcrun import records
 from hpcrun.image.facts import FACTS_VERSION, ImageFacts
 from hpcrun.jsondata import to_plain
 
@@ -51,11 +51,11 @@ def _decode(value: Any, hint: Any) -> Any:
         if len(inner) != 1:
             raise _Mismatch
         return _decode(value, inner[0])
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and records.is_record(hint):
         if not isinstance(value, dict):
             raise _Mismatch
         hints = typing.get_type_hints(hint)
-        fields = dataclasses.fields(hint)
+        fields = records.fields(hint)
         if set(value) != {f.name for f in fields}:
             raise _Mismatch
         return hint(**{f.name: _decode(value[f.name], hints[f.name]) for f in fields})

@@ -18,11 +18,11 @@ Rules applied here:
 
 from __future__ import annotations
 
-import dataclasses
 import posixpath
 import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from hpcrun import records
 from hpcrun.host.facts import HostFacts
 from hpcrun.image.facts import ImageFacts
 from hpcrun.launch.launchers import (
@@ -242,7 +242,7 @@ def _check_binds(b: _Builder, binds: Sequence[Bind]) -> Tuple[Bind, ...]:
                    f"image's {what} {destination} (inside {parent}): the image's own copy, if "
                    "any, is hidden", "list host libraries under [[libraries]]: they go under "
                    f"{b.libdir} instead", source=key)
-        bind = dataclasses.replace(bind, destination=destination)
+        bind = records.replace(bind, destination=destination)
         seen[destination] = bind
         kept.append(bind)
     return tuple(kept)
@@ -437,5 +437,5 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
                                           version=host.runtime.version,
                                           launcher_family=family, prefix=b.prefix,
                                           mount_slots=mount_slots)
-    return dataclasses.replace(plan, invocation=invocation,
+    return records.replace(plan, invocation=invocation,
                                diagnostics=plan.diagnostics + tuple(extra))

@@ -8,8 +8,9 @@ the reason it is there.  Tuples keep it hashable and the order deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional, Tuple
+
+from hpcrun.records import field, record
 
 PLAN_VERSION = 1
 
@@ -25,7 +26,7 @@ INCOMPATIBLE = "incompatible"
 NOT_CHECKED = "not-checked"
 
 
-@dataclass(frozen=True)
+@record
 class Diagnostic:
     """A finding: ``severity`` is info, warning or error; ``code`` is a stable identifier."""
 
@@ -36,7 +37,7 @@ class Diagnostic:
     source: str = ""  # what it is about: a profile key, a library path, the image
 
 
-@dataclass(frozen=True)
+@record
 class Bind:
     """A host path made visible in the container.
 
@@ -51,7 +52,7 @@ class Bind:
     kind: str = "path"  # path | library | alias | config | filesystem | gpu | device
 
 
-@dataclass(frozen=True)
+@record
 class EnvVar:
     """One environment decision.
 
@@ -68,7 +69,7 @@ class EnvVar:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Flag:
     """A runtime flag (``--nv``, ``--rocm``, ``--cleanenv``) with the reason it is used."""
 
@@ -76,7 +77,7 @@ class Flag:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Stage:
     """A host directory of symlinks that must exist before the exec (Charliecloud).
 
@@ -90,7 +91,7 @@ class Stage:
     links: Tuple[Tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Invocation:
     """What is finally exec'd: argv and the changes to the launcher's environment.
 
@@ -105,7 +106,7 @@ class Invocation:
     stage: Optional[Stage] = None
 
 
-@dataclass(frozen=True)
+@record
 class Contribution:
     """What one decision stage (resolver, GPU, threads, wire-up) adds to a plan.
 
@@ -125,7 +126,7 @@ class Contribution:
     verdict: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Request:
     """The parsed launch command line: what the user asked for.
 
@@ -149,7 +150,7 @@ class Request:
     user_env: Tuple[Tuple[str, str], ...] = ()  # --env NAME=VALUE
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     """Everything one launch will do, and why."""
 

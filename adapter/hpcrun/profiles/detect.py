@@ -14,7 +14,7 @@ import os
 import platform
 import re
 import subprocess
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -30,6 +30,7 @@ from hpcrun.profiles.model import (
     Runtime,
     Wireup,
 )
+from hpcrun.records import record, replace
 
 Runner = Callable[[Sequence[str]], Optional[str]]
 
@@ -52,7 +53,7 @@ def run_program(argv: Sequence[str]) -> Optional[str]:
     return done.stdout.decode("utf-8", "replace")
 
 
-@dataclass(frozen=True)
+@record
 class MpiCandidate:
     """An MPI C library found on the host, and where the hint came from."""
 
@@ -63,7 +64,7 @@ class MpiCandidate:
     origin: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Detection:
     """The detected profile plus comments for the TOML file (``GUESS:`` marks guesses)."""
 

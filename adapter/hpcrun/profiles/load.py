@@ -9,13 +9,13 @@ name.  This module is on the launch path: it imports only the standard library.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import sys
 import typing
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
+from hpcrun import records
 from hpcrun.errors import ConfigError
 from hpcrun.profiles.model import SCHEMA_VERSION, Profile
 
@@ -59,9 +59,9 @@ def field_types(cls: type) -> Dict[str, Any]:
     return hints
 
 
-def public_fields(cls: type) -> List[dataclasses.Field]:
+def public_fields(cls: type) -> List[records.Field]:
     """The fields of a profile dataclass that appear in TOML (not the internal ``source``)."""
-    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+    return [f for f in records.fields(cls) if not f.metadata.get("internal")]
 
 
 def unwrap_optional(tp: Any) -> Any:
@@ -94,13 +94,13 @@ def describe_type(tp: Any) -> str:
         return "true or false"
     if tp is int:
         return "an integer"
-    if dataclasses.is_dataclass(tp):
+    if records.is_record(tp):
         return "a table"
     if is_mapping_tuple(tp):
         return "a table of tables"
     if typing.get_origin(tp) is tuple:
         item = typing.get_args(tp)[0]
-        if dataclasses.is_dataclass(item):
+        if records.is_record(item):
             return "an array of tables"
         return "an array of " + describe_type(item).split(" ", 1)[1] + "s"
     return str(tp)
@@ -218,10 +218,10 @@ def _join(path: str, name: str) -> str:
 
 def _convert(value: Any, tp: Any, path: str, choices: Sequence[str], ctx: _Context) -> Any:
     tp = unwrap_optional(tp)
-    if dataclasses.is_dataclass(tp):
+    if records.is_record(tp):
         if not isinstance(value, dict):
             raise ctx.error(path, f"expected a table, got {_toml_kind(value)}")
-        return _build(tp, value, path, ctx)  # type: ignore[arg-type]
+        return _build(tp, value, path, ctx)
     if is_mapping_tuple(tp):
         if not isinstance(value, dict):
             raise ctx.error(path, f"expected a table of tables, got {_toml_kind(value)}")
@@ -279,14 +279,14 @@ def _build(cls: type, table: Mapping[str, Any], path: str, ctx: _Context) -> Any
                 if error.key == sub_path and not error.hint and f.metadata.get("example"):
                     error.hint = f"example: {f.name} = {_example(f)}"
                 raise
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        elif f.default is records.MISSING and f.default_factory is records.MISSING:
             where = f"in [{path}]" if path else "at the top level"
             raise ctx.error(path, f"missing required key '{f.name}' {where}",
                             f"add: {f.name} = {_example(f)}")
     return cls(**kwargs)
 
 
-def _example(f: dataclasses.Field) -> str:
+def _example(f: records.Field) -> str:
     import json
 
     example = f.metadata.get("example")
@@ -310,7 +310,7 @@ def profile_from_dict(data: Mapping[str, Any], file: str = "<string>", text: str
                         f"this hpcrun reads schema = {SCHEMA_VERSION}; upgrade hpcrun or "
                         "convert the profile")
     profile = _build(Profile, data, "", ctx)
-    return dataclasses.replace(profile, source=file)
+    return records.replace(profile, source=file)
 
 
 def loads_profile(text: str, file: str = "<string>") -> Profile:
@@ -413,10 +413,10 @@ def _to_plain(value: Any, tp: Any) -> Any:
     tp = unwrap_optional(tp)
     if value is None:
         return None
-    if dataclasses.is_dataclass(tp):
-        hints = field_types(tp)  # type: ignore[arg-type]
+    if records.is_record(tp):
+        hints = field_types(tp)
         return {f.name: _to_plain(getattr(value, f.name), hints[f.name])
-                for f in public_fields(tp)}  # type: ignore[arg-type]
+                for f in public_fields(tp)}
     if is_mapping_tuple(tp):
         item_type = typing.get_args(typing.get_args(tp)[0])[1]
         return {name: _to_plain(item, item_type) for name, item in value}

@@ -27,8 +27,9 @@ TOML layout (``schema = 1``)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
+
+from hpcrun.records import field, record
 
 SCHEMA_VERSION = 1
 
@@ -56,7 +57,7 @@ THREAD_MODES = ("auto", "off")
 LAUNCHER_NAMES = ("srun", "mpirun", "mpiexec")
 
 
-@dataclass(frozen=True)
+@record
 class Runtime:
     """The container runtime of the site."""
 
@@ -70,7 +71,7 @@ class Runtime:
                        example="the site provides Apptainer 1.3")
 
 
-@dataclass(frozen=True)
+@record
 class Mpi:
     """The host MPI that serves containers."""
 
@@ -98,7 +99,7 @@ class Mpi:
                        example="Intel MPI 5.0 and later keep the MPICH ABI")
 
 
-@dataclass(frozen=True)
+@record
 class Library:
     """A library the MPI stack opens at run time (dlopen): never found through DT_NEEDED."""
 
@@ -108,7 +109,7 @@ class Library:
     reason: str = spec("", doc="Why it is needed.", example="mlx5 verbs provider for InfiniBand")
 
 
-@dataclass(frozen=True)
+@record
 class BindSpec:
     """A host path (file system, config file, socket, directory) to bind into the container."""
 
@@ -121,7 +122,7 @@ class BindSpec:
     reason: str = spec("", doc="Why it is bound.", example="Lustre scratch file system")
 
 
-@dataclass(frozen=True)
+@record
 class EnvSpec:
     """An environment variable to set, prepend to, append to or unset."""
 
@@ -137,7 +138,7 @@ class EnvSpec:
                        example="Intel MPI under srun needs Slurm's PMI-2 library")
 
 
-@dataclass(frozen=True)
+@record
 class Gpu:
     """GPU support of the site."""
 
@@ -150,7 +151,7 @@ class Gpu:
                        example="nodes carry NVIDIA A100 GPUs")
 
 
-@dataclass(frozen=True)
+@record
 class LauncherDefaults:
     """Options added to a launcher's command line when the user did not give them."""
 
@@ -158,7 +159,7 @@ class LauncherDefaults:
     reason: str = spec("", doc="Why.", example="Intel MPI 17 talks PMI-2 to Slurm")
 
 
-@dataclass(frozen=True)
+@record
 class Container:
     """How host libraries appear inside the container."""
 
@@ -177,7 +178,7 @@ class Container:
                        example="Intel MPI lives in the bound /pawsey tree")
 
 
-@dataclass(frozen=True)
+@record
 class Threads:
     """Thread-count variables set from the job's allocation."""
 
@@ -189,7 +190,7 @@ class Threads:
                        example="one rank per core: no oversubscription")
 
 
-@dataclass(frozen=True)
+@record
 class Wireup:
     """Per-rank variables that must reach the application even under --cleanenv."""
 
@@ -200,7 +201,7 @@ class Wireup:
                        example="Intel MPI settings chosen at launch must reach every rank")
 
 
-@dataclass(frozen=True)
+@record
 class Profile:
     """A site profile: everything hpcrun needs to know about one cluster."""
 
@@ -208,19 +209,19 @@ class Profile:
     name: str = spec(doc="Short name used with --site.", example="zeus")
     description: str = spec("", doc="One line shown by `hpcrun site list`.",
                             example="Pawsey Zeus: Intel MPI 17.0.5, InfiniBand")
-    runtime: Runtime = spec(factory=Runtime, doc="Container runtime.")  # noqa: RUF009
-    mpi: Optional[Mpi] = spec(factory=lambda: None, doc="Host MPI; absent for no MPI binding.")  # noqa: RUF009
+    runtime: Runtime = spec(factory=Runtime, doc="Container runtime.")
+    mpi: Optional[Mpi] = spec(factory=lambda: None, doc="Host MPI; absent for no MPI binding.")
     libraries: Tuple[Library, ...] = spec(factory=tuple, doc="Run-time opened libraries.")
     binds: Tuple[BindSpec, ...] = spec(factory=tuple, doc="Paths to bind.")
     env: Tuple[EnvSpec, ...] = spec(factory=tuple, doc="Environment variables.")
-    gpu: Gpu = spec(factory=Gpu, doc="GPU support.")  # noqa: RUF009
+    gpu: Gpu = spec(factory=Gpu, doc="GPU support.")
     launchers: Tuple[Tuple[str, LauncherDefaults], ...] = spec(
         factory=tuple, doc="Per-launcher defaults, keyed by launcher name (srun, mpirun, mpiexec).",
         choices=LAUNCHER_NAMES, example={"srun": {"options": ["--mpi=pmi2"]}})
-    container: Container = spec(  # noqa: RUF009
+    container: Container = spec(
         factory=Container, doc="Library visibility inside the container.")
-    threads: Threads = spec(factory=Threads, doc="Thread-count variables.")  # noqa: RUF009
-    wireup: Wireup = spec(factory=Wireup, doc="Per-rank variables kept under --cleanenv.")  # noqa: RUF009
+    threads: Threads = spec(factory=Threads, doc="Thread-count variables.")
+    wireup: Wireup = spec(factory=Wireup, doc="Per-rank variables kept under --cleanenv.")
     source: str = field(default="", compare=False, metadata={"internal": True})
 
     def launcher_defaults(self, name: str) -> Optional[LauncherDefaults]:

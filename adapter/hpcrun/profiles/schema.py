@@ -1,4 +1,4 @@
-"""JSON Schema (draft 2020-12) and key reference generated from the profile dataclasses.
+"""JSON Schema (draft 2020-12) and key reference generated from the profile records.
 
 The schema lets editors (Taplo / Even Better TOML) complete and check profiles as they are
 written; ``site-profiles/schema.json`` and the packaged ``hpcrun/data/profile-schema.json``
@@ -8,12 +8,12 @@ rewrites both (and the packaged copies of the bundled profiles) from a source ch
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import typing
 from pathlib import Path
 from typing import Any, Dict, List
 
+from hpcrun import records
 from hpcrun.profiles.load import (
     describe_type,
     field_types,
@@ -26,15 +26,15 @@ from hpcrun.profiles.model import SCHEMA_VERSION, Profile
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
+def _default(f: records.Field) -> Any:
+    if f.default is not records.MISSING:
         return f.default
-    if f.default_factory is not dataclasses.MISSING:
+    if f.default_factory is not records.MISSING:
         value = f.default_factory()
-        if value is None or dataclasses.is_dataclass(value):
-            return dataclasses.MISSING
+        if value is None or records.is_record(value):
+            return records.MISSING
         return value
-    return dataclasses.MISSING
+    return records.MISSING
 
 
 def _jsonable(value: Any) -> Any:
@@ -45,11 +45,11 @@ def _jsonable(value: Any) -> Any:
 
 def _type_schema(tp: Any, choices: typing.Sequence[str], defs: Dict[str, Any]) -> Dict[str, Any]:
     tp = unwrap_optional(tp)
-    if dataclasses.is_dataclass(tp):
+    if records.is_record(tp):
         name = typing.cast(type, tp).__name__
         if name not in defs:
             defs[name] = {}  # placeholder against recursion
-            defs[name] = _object_schema(tp, defs)  # type: ignore[arg-type]
+            defs[name] = _object_schema(tp, defs)
         return {"$ref": f"#/$defs/{name}"}
     if is_mapping_tuple(tp):
         item = _type_schema(typing.get_args(typing.get_args(tp)[0])[1], (), defs)
@@ -81,12 +81,12 @@ def _object_schema(cls: type, defs: Dict[str, Any]) -> Dict[str, Any]:
             prop = {"$ref": prop["$ref"]}
         prop["description"] = f.metadata.get("doc", "")
         default = _default(f)
-        if default is not dataclasses.MISSING:
+        if default is not records.MISSING:
             prop["default"] = _jsonable(default)
         example = f.metadata.get("example")
         if example is not None:
             prop["examples"] = [example]
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if f.default is records.MISSING and f.default_factory is records.MISSING:
             required.append(f.name)
         properties[f.name] = prop
     result: Dict[str, Any] = {
@@ -127,18 +127,18 @@ def _sections() -> List[typing.Tuple[str, Any, bool]]:
     result: List[typing.Tuple[str, Any, bool]] = []
     for f in public_fields(Profile):
         tp = unwrap_optional(hints[f.name])
-        if dataclasses.is_dataclass(tp):
+        if records.is_record(tp):
             result.append((f.name, tp, False))
         elif is_mapping_tuple(tp):
             result.append((f"{f.name}.NAME", typing.get_args(typing.get_args(tp)[0])[1], False))
-        elif typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+        elif typing.get_origin(tp) is tuple and records.is_record(typing.get_args(tp)[0]):
             result.append((f.name, typing.get_args(tp)[0], True))
     return result
 
 
 def _is_table(tp: Any) -> bool:
-    return dataclasses.is_dataclass(tp) or is_mapping_tuple(tp) or (
-        typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]))
+    return records.is_record(tp) or is_mapping_tuple(tp) or (
+        typing.get_origin(tp) is tuple and records.is_record(typing.get_args(tp)[0]))
 
 
 def _md_value(value: Any) -> str:
@@ -157,7 +157,7 @@ def _md_rows(cls: type) -> List[str]:
         if choices:
             doc += " One of: " + ", ".join(f"`{c}`" for c in choices) + "."
         default = _default(f)
-        shown = "required" if default is dataclasses.MISSING else _md_value(default)
+        shown = "required" if default is records.MISSING else _md_value(default)
         example = f.metadata.get("example")
         kind = describe_type(hints[f.name]).replace("true or false", "boolean")
         rows.append(f"| `{f.name}` | {kind} | {shown} | "

@@ -8,12 +8,12 @@ attach comment lines to key paths (``mpi.version``, ``binds[2]``, ``mpi``; "" is
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import typing
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from hpcrun import records
 from hpcrun.profiles.load import field_types, is_mapping_tuple, public_fields, unwrap_optional
 from hpcrun.profiles.model import Profile
 
@@ -57,16 +57,16 @@ def _comment(lines: Sequence[str]) -> List[str]:
 
 def _is_table(tp: Any) -> bool:
     tp = unwrap_optional(tp)
-    return dataclasses.is_dataclass(tp) or is_mapping_tuple(tp) or (
-        typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]))
+    return records.is_record(tp) or is_mapping_tuple(tp) or (
+        typing.get_origin(tp) is tuple and records.is_record(typing.get_args(tp)[0]))
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
+def _default(f: records.Field) -> Any:
+    if f.default is not records.MISSING:
         return f.default
-    if f.default_factory is not dataclasses.MISSING:
+    if f.default_factory is not records.MISSING:
         return f.default_factory()
-    return dataclasses.MISSING
+    return records.MISSING
 
 
 def _keys(obj: Any, path: str, notes: Notes, full: bool) -> List[str]:
@@ -101,7 +101,7 @@ def dump_profile(profile: Profile, notes: Optional[Notes] = None,
         value = getattr(profile, f.name)
         if not _is_table(tp) or value is None:
             continue
-        if dataclasses.is_dataclass(tp):
+        if records.is_record(tp):
             lines += ["", *_comment(notes.get(f.name, ())), f"[{f.name}]"]
             lines += _keys(value, f.name, notes, full=True)
         elif is_mapping_tuple(tp):

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hpcrun.plan.model import ERROR, INFO, Bind, Diagnostic, Stage
+from hpcrun.records import record
 
 # Charliecloud's convention: ch-image / ch-convert create these, empty, in every image.
 DEFAULT_SLOTS: Tuple[str, ...] = tuple(f"/mnt/{n}" for n in range(10))
@@ -62,7 +62,7 @@ def stage_name(links: Sequence[Tuple[str, str]]) -> str:
     return digest.hexdigest()[:20]
 
 
-@dataclass(frozen=True)
+@record
 class StageLayout:
     """How a plan's binds become ch-run binds.
 
