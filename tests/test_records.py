@@ -7,7 +7,9 @@ construction, defaults, repr, equality, hashing, immutability and replace.
 from __future__ import annotations
 
 import dataclasses
+import json
 import pickle
+from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Tuple  # noqa: F401  # dataclasses looks ClassVar up here
 
 import pytest
@@ -201,3 +203,74 @@ def test_generic_and_compiled_init_agree_with_dataclasses(count: int) -> None:
             Rec(*bad_args, **bad_kwargs)
         with pytest.raises(TypeError):
             Dc(*bad_args, **bad_kwargs)
+
+
+def _reachable_records(root: type) -> set:
+    """Every record class a ``root`` value can hold, from the type hints (the oracle)."""
+    import typing
+
+    found, todo = set(), [root]
+    while todo:
+        cls = todo.pop()
+        if cls in found:
+            continue
+        found.add(cls)
+        stack = list(typing.get_type_hints(cls).values())
+        while stack:
+            hint = stack.pop()
+            if isinstance(hint, type) and records.is_record(hint):
+                todo.append(hint)
+            stack.extend(typing.get_args(hint))
+    return found
+
+
+@pytest.mark.parametrize("module, root", [
+    ("hpcrun.image.facts", "ImageFacts"), ("hpcrun.profiles.model", "Profile")])
+def test_cache_registries_name_every_record_their_root_can_hold(module: str, root: str) -> None:
+    import importlib
+
+    loaded = importlib.import_module(module)
+    assert set(loaded.RECORDS.values()) == _reachable_records(getattr(loaded, root))
+
+
+def test_encode_decode_round_trips_real_profiles_and_image_facts(sif_data: Path) -> None:
+    from hpcrun.image.facts import RECORDS as FACT_RECORDS
+    from hpcrun.image.inspect import inspect_image
+    from hpcrun.profiles.load import load_profile
+    from hpcrun.profiles.model import RECORDS as PROFILE_RECORDS
+
+    repo = Path(__file__).resolve().parent.parent
+    for path in sorted((repo / "site-profiles").glob("*.toml")):
+        profile = load_profile(path)
+        data = json.loads(json.dumps(records.encode(profile)))
+        assert records.decode(data, PROFILE_RECORDS) == profile
+    from hpcrun.errors import ImageError
+
+    decoded = 0
+    for image in sorted((sif_data / "images").glob("*.sif")):
+        try:
+            facts = inspect_image(str(image), app=["python3"], use_cache=False)
+        except ImageError:  # some of the shared files have no file system to read
+            continue
+        data = json.loads(json.dumps(records.encode(facts)))
+        assert records.decode(data, FACT_RECORDS) == facts
+        decoded += 1
+    assert decoded >= 3
+
+
+@pytest.mark.parametrize("data, why", [
+    ({"Plan": [1]}, "not a known record"),
+    ({"Bind": ["/a"]}, "1 values for 5 fields"),
+    ({"Bind": "x"}, "not a known record"),
+    ({"Bind": [], "Flag": []}, "one-key object"),
+])
+def test_decode_refuses_what_does_not_fit(data: Any, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        records.decode(data, {"Bind": Bind})
+
+
+def test_encode_refuses_what_decode_could_not_give_back() -> None:
+    with pytest.raises(TypeError, match="cannot encode"):
+        records.encode({"a": 1})
+    with pytest.raises(TypeError, match="cannot encode"):
+        records.encode(Bind(Path("/a"), "/b"))  # type: ignore[arg-type]

@@ -236,3 +236,55 @@ def _setattr(self: Any, name: str, value: Any) -> None:
 
 def _delattr(self: Any, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r} of a frozen record")
+
+
+# --- a compact, type-free encoding for caches ---------------------------------------------
+#
+# Caches store records as plain JSON data that decodes without evaluating type hints or
+# running __init__: a record is {"ClassName": [values in field order]}, a tuple a list.
+# Contract records hold only records, tuples, strings, numbers, booleans and None, so a
+# dict is always a record and a list always a tuple.
+
+
+def encode(value: Any) -> Any:
+    """``value`` (records, tuples, scalars) as plain JSON data for :func:`decode`."""
+    specs = getattr(value, "__record_fields__", None)
+    if specs is not None and not isinstance(value, type):
+        values = value.__dict__
+        return {type(value).__name__: [encode(values[s.name]) for s in specs]}
+    if isinstance(value, (tuple, list)):
+        return [encode(item) for item in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise TypeError(f"cannot encode {type(value).__name__} {value!r}")
+
+
+def decode(data: Any, classes: Mapping[str, type]) -> Any:
+    """The value :func:`encode` gave ``data`` for; records only of ``classes`` (by name).
+
+    ValueError when ``data`` does not fit: an unknown class or a wrong number of fields.
+    """
+    if isinstance(data, list):
+        return tuple(decode(item, classes) for item in data)
+    if isinstance(data, dict):
+        if len(data) != 1:
+            raise ValueError("a record is a one-key object")
+        ((name, values),) = data.items()
+        cls = classes.get(name)
+        if cls is None or not isinstance(values, list):
+            raise ValueError(f"not a known record: {name!r}")
+        specs = cls.__dict__["__record_fields__"]
+        if len(values) != len(specs):
+            raise ValueError(f"{name}: {len(values)} values for {len(specs)} fields")
+        obj: Any = object.__new__(cls)
+        obj.__dict__.update(
+            (spec.name, decode(item, classes)) for spec, item in zip(specs, values))
+        return obj
+    return data
+
+
+def layout(classes: Mapping[str, type]) -> str:
+    """The names and fields of ``classes``: part of a cache key, so that an entry written by
+    an hpcrun whose records had other fields is never decoded."""
+    return ";".join(f"{name}({','.join(f.name for f in fields(cls))})"
+                    for name, cls in sorted(classes.items()))

@@ -10,7 +10,8 @@ from typing import Dict
 import pytest
 
 from helpers.inspect_trees import INTEL_DIR, MissingTool, mini_roots
-from hpcrun.image.facts import FACTS_VERSION, ImageFacts
+from hpcrun import records
+from hpcrun.image.facts import FACTS_VERSION, RECORDS, ImageFacts
 from hpcrun.image.fs import Tree
 from hpcrun.image.inspect import cache_key, inspect_image, inspect_tree
 from hpcrun.image.sandbox import SandboxBackend
@@ -189,17 +190,30 @@ def test_facts_cache_is_used_and_invalidated(
     cache = FactsCache(tmp_path / "cache" / "hpcrun")
     key = cache_key(open_image(str(root)).identity, ["hello_mpich"])
     entry = cache.get(key)
-    assert entry is not None and facts_from_json(entry["facts"]) == first
+    assert entry is not None and records.decode(entry["record"], RECORDS) == first
     assert entry["dependencies"]  # a sandbox records what it read
     # A marked entry proves the next call reads the cache instead of the image.
-    entry["facts"]["architecture"] = "marked"
+    entry["record"] = records.encode(records.replace(first, architecture="marked"))
     cache.put(key, entry)
     assert inspect_image(str(root), app=["hello_mpich"]).architecture == "marked"
     assert inspect_image(str(root), app=["hello_mpich"], use_cache=False).architecture == "x86_64"
-    # An entry of another facts version is ignored.
-    stale = dict(entry, facts=dict(entry["facts"], version=FACTS_VERSION + 1))
-    cache.put(key, stale)
+    # An entry whose records do not have this version's fields is ignored.
+    values = entry["record"]["ImageFacts"]
+    cache.put(key, dict(entry, record={"ImageFacts": values[:-1]}))
     assert inspect_image(str(root), app=["hello_mpich"]).architecture == "x86_64"
+    cache.put(key, dict(entry, record={"Unknown": values}))
+    assert inspect_image(str(root), app=["hello_mpich"]).architecture == "x86_64"
+    # Records with other fields make another key: an older hpcrun's entries are never read.
+    import hpcrun.image.inspect as inspect_module
+
+    @records.record
+    class Libc:
+        family: str
+        version: str
+        added: str = ""
+
+    monkeypatch.setattr(inspect_module, "RECORDS", dict(RECORDS, Libc=Libc))
+    assert cache_key(open_image(str(root)).identity, ["hello_mpich"]) != key
     # A file the facts were read from changes: the sandbox entry no longer holds.
     cache.put(key, entry)
     ld_cache = root / "etc" / "ld.so.cache"

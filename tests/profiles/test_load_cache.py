@@ -1,8 +1,7 @@
-"""The parsed-TOML cache of load_profile: same profiles, same errors, no TOML parser on a hit."""
+"""load_profile's cache: same profiles, same errors, no parsing or checking on a hit."""
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,8 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def _no_parser() -> Any:
-    raise AssertionError("the TOML parser was used on a cache hit")
+def _no_parser(*_: Any) -> Any:
+    raise AssertionError("the TOML parser or the checker was used on a cache hit")
 
 
 def test_second_load_comes_from_the_cache_and_equals_the_first(
@@ -33,7 +32,31 @@ def test_second_load_comes_from_the_cache_and_equals_the_first(
     first = load_profile(path)
     assert first == loads_profile(source.read_text(), str(path))
     monkeypatch.setattr(load, "_toml", _no_parser)
-    assert load_profile(path) == first
+    monkeypatch.setattr(load, "profile_from_dict", _no_parser)
+    again = load_profile(path)
+    assert again == first and again.source == str(path)
+    # The same text elsewhere is the same entry, with its own source.
+    other = tmp_path / "copy.toml"
+    other.write_bytes(source.read_bytes())
+    assert load_profile(other).source == str(other)
+
+
+def test_every_bundled_profile_comes_back_equal_from_the_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = sorted((REPO / "site-profiles").glob("*.toml"))
+    assert len(paths) >= 4
+    first = [load_profile(p) for p in paths]
+    monkeypatch.setattr(load, "profile_from_dict", _no_parser)
+    assert [load_profile(p) for p in paths] == first
+
+
+def test_a_damaged_entry_is_a_miss(tmp_path: Path, private_cache: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text('schema = 1\nname = "ok"\n')
+    load_profile(path)
+    (entry,) = (private_cache / "hpcrun").glob("*.json")
+    entry.write_text(entry.read_text().replace('"Profile"', '"Nothing"'))
+    assert load_profile(path).name == "ok"
 
 
 def test_changed_text_is_parsed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,13 +87,6 @@ def test_invalid_toml_is_never_cached(tmp_path: Path) -> None:
     for _ in range(2):
         with pytest.raises(ProfileError, match="invalid TOML"):
             load_profile(path)
-
-
-def test_only_documents_json_carries_exactly_are_stored() -> None:
-    assert load._plain_json({"a": [1, 2.5, True, "s", None, {"b": []}]})
-    assert not load._plain_json({"when": datetime.date(1979, 5, 27)})
-    assert not load._plain_json({"x": float("nan")})
-    assert not load._plain_json({"x": [float("inf")]})
 
 
 def test_unwritable_cache_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -103,3 +103,7 @@ class ImageFacts:
             if key == name:
                 return value
         return default
+
+
+RECORDS = {cls.__name__: cls for cls in (Libc, MpiLibrary, VersionDefs, AppFacts, ImageFacts)}
+"""Every record class an ImageFacts can hold, by name (the facts cache decodes with it)."""

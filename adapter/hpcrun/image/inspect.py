@@ -16,9 +16,16 @@ import posixpath
 import re
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Pattern, Sequence, Tuple
 
-from hpcrun import __version__
+from hpcrun import __version__, records
 from hpcrun.errors import HpcrunError
-from hpcrun.image.facts import FACTS_VERSION, ImageFacts, Libc, MpiLibrary, VersionDefs
+from hpcrun.image.facts import (
+    FACTS_VERSION,
+    RECORDS,
+    ImageFacts,
+    Libc,
+    MpiLibrary,
+    VersionDefs,
+)
 
 # A launch with the facts cached needs none of the readers: they are imported by the
 # functions that read a tree (see inspect_tree), not here.
@@ -362,7 +369,8 @@ def cache_key(identity: str, app: Optional[Sequence[str]]) -> str:
     """The facts-cache key: image identity + app command + hpcrun and facts versions."""
     from hpcrun.image.cache import sha256_hex
 
-    raw = json.dumps([FACTS_VERSION, __version__, identity, list(app or ())])
+    raw = json.dumps([FACTS_VERSION, __version__, records.layout(RECORDS), identity,
+                      list(app or ())])
     return "facts-" + sha256_hex(raw.encode())
 
 
@@ -380,7 +388,6 @@ def _facts_cache() -> Any:
 def _cached_facts(cache: Any, key: str, kind: str, path: str) -> Optional[ImageFacts]:
     """The facts stored under ``key``, or None (absent, unreadable, or a changed sandbox)."""
     from hpcrun.image.open import dependencies_unchanged
-    from hpcrun.image.serialize import facts_from_json
 
     try:
         entry = cache.get(key)
@@ -390,7 +397,13 @@ def _cached_facts(cache: Any, key: str, kind: str, path: str) -> Optional[ImageF
         return None
     deps = entry.get("dependencies") or []
     fresh = kind != "sandbox" or (isinstance(deps, list) and dependencies_unchanged(path, deps))
-    return facts_from_json(entry.get("facts")) if fresh else None
+    if not fresh:
+        return None
+    try:
+        facts = records.decode(entry.get("record"), RECORDS)
+    except (ValueError, TypeError):
+        return None
+    return facts if isinstance(facts, ImageFacts) else None
 
 
 def inspect_image(
@@ -404,7 +417,6 @@ def inspect_image(
     only while they are unchanged.
     """
     from hpcrun.image.open import image_identity, open_image
-    from hpcrun.image.serialize import facts_to_json
 
     cache = _facts_cache() if use_cache else None
     if cache is not None:
@@ -428,7 +440,7 @@ def inspect_image(
     )
     if cache is not None:
         entry = {
-            "facts": facts_to_json(facts),
+            "record": records.encode(facts),
             "dependencies": [list(d) for d in opened.dependencies()],
         }
         try:

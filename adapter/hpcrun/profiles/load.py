@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 from hpcrun import records
 from hpcrun.errors import ConfigError
-from hpcrun.profiles.model import SCHEMA_VERSION, Profile
+from hpcrun.profiles.model import RECORDS, SCHEMA_VERSION, Profile
 
 
 def _toml() -> Any:
@@ -335,40 +335,37 @@ def _parse(text: str, file: str) -> Dict[str, Any]:
     return data
 
 
-def _plain_json(value: Any) -> bool:
-    """Whether ``value`` comes back from JSON exactly (types included: no dates, no NaN)."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain_json(v) for v in value)
-    if isinstance(value, float):
-        return value == value and value not in (float("inf"), float("-inf"))
-    return value is None or isinstance(value, (str, int))  # bool is an int
+def _load_cached(raw: bytes, text: str, file: str) -> Profile:
+    """:func:`loads_profile`, its result remembered in the facts cache.
 
-
-def _parse_cached(raw: bytes, text: str, file: str) -> Dict[str, Any]:
-    """:func:`_parse`, remembered in the facts cache under the SHA-256 of the file's bytes.
-
-    Keyed by content (and the Python version, whose parser it was), an entry can never be
-    stale; only documents that JSON carries exactly are stored.  Errors are never cached.
+    Keyed by the SHA-256 of the file's bytes, the Python version (whose TOML parser read
+    it), hpcrun's version and the profile records' fields, an entry can never be stale.  A
+    hit costs no TOML parsing and no checking: only profiles that passed every check are
+    stored, never errors.  Anything wrong with the cache means parsing again.
     """
     try:
+        from hpcrun import __version__
         from hpcrun.image.cache import FactsCache, sha256_hex
 
         cache = FactsCache()
-        key = f"toml-{sys.version_info[0]}.{sys.version_info[1]}-{sha256_hex(raw)}"
+        identity = f"{sys.version_info[:2]}{__version__}{records.layout(RECORDS)}"
+        key = f"profile-{sha256_hex(identity.encode())}-{sha256_hex(raw)}"
         entry = cache.get(key)
     except (ConfigError, OSError, ValueError, TypeError):
-        return _parse(text, file)
-    if entry is not None and isinstance(entry.get("data"), dict):
-        return dict(entry["data"])
-    data = _parse(text, file)
-    if _plain_json(data):
+        return profile_from_dict(_parse(text, file), file, text)
+    if entry is not None:
         try:
-            cache.put(key, {"data": data})
-        except (OSError, ValueError, TypeError):
-            pass
-    return data
+            cached = records.decode(entry.get("record"), RECORDS)
+        except (ValueError, TypeError):
+            cached = None
+        if isinstance(cached, Profile):
+            return records.replace(cached, source=file)
+    profile = profile_from_dict(_parse(text, file), file, text)
+    try:
+        cache.put(key, {"record": records.encode(records.replace(profile, source=""))})
+    except (OSError, ValueError, TypeError):
+        pass
+    return profile
 
 
 def load_profile(path: Path) -> Profile:
@@ -396,7 +393,7 @@ def load_profile(path: Path) -> Profile:
         line = raw[: error.start].count(b"\n") + 1
         raise ProfileError(f"{path}:{line}: not UTF-8 text", "TOML files must be UTF-8",
                            file=str(path), line=line) from None
-    return profile_from_dict(_parse_cached(raw, text, str(path)), str(path), text)
+    return _load_cached(raw, text, str(path))
 
 
 def profile_to_dict(profile: Profile) -> Dict[str, Any]:

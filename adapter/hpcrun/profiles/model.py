@@ -230,3 +230,9 @@ class Profile:
             if key == name:
                 return value
         return None
+
+
+RECORDS = {cls.__name__: cls for cls in (
+    Runtime, Mpi, Library, BindSpec, EnvSpec, Gpu, LauncherDefaults, Container, Threads,
+    Wireup, Profile)}
+"""Every record class of the format, by name (the parsed-profile cache decodes with it)."""
