@@ -220,3 +220,34 @@ def test_facts_cache_is_used_and_invalidated(
     st = ld_cache.stat()
     os.utime(ld_cache, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert inspect_image(str(root), app=["hello_mpich"]).architecture == "x86_64"
+
+
+def test_inspect_text_is_kept_in_the_cache_and_served_without_decoding(
+    roots: Dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpcrun.image import inspect as inspect_module
+    from hpcrun.image.cache import FactsCache
+    from hpcrun.image.open import open_image
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = roots["cached"]
+    cache = FactsCache(tmp_path / "cache" / "hpcrun")
+    key = cache_key(open_image(str(root)).identity, ["hello_mpich"])
+    # A launch stores the facts only; the first inspect --json adds its text to the entry.
+    facts = inspect_image(str(root), app=["hello_mpich"])
+    assert "text" not in cache.get(key)
+    text = inspect_module.inspect_image_text(str(root), app=["hello_mpich"])
+    assert json.loads(text) == facts_to_json(facts) and text == inspect_module.facts_text(facts)
+    assert cache.get(key)["text"] == text
+
+    def no_decoding(*_: object) -> None:
+        raise AssertionError("the facts were decoded")
+
+    monkeypatch.setattr(records, "decode", no_decoding)
+    assert inspect_module.inspect_image_text(str(root), app=["hello_mpich"]) == text
+    monkeypatch.undo()
+    # Cold, with the cache off: the same text, and nothing stored.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other"))
+    assert inspect_module.inspect_image_text(str(root), app=["hello_mpich"],
+                                             use_cache=False) == text
+    assert not (tmp_path / "other").exists()

@@ -17,7 +17,6 @@ handles everything else (``--help``, mistakes), and rich is imported for the sum
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
@@ -101,15 +100,14 @@ def inspect_command(
     no_cache: bool = False,
 ) -> None:
     """Show the facts hpcrun reads from an image: architecture, libc, MPI, GPU runtimes, app."""
-    from hpcrun.image.inspect import inspect_image
-    from hpcrun.image.serialize import facts_to_json
+    from hpcrun.image.inspect import inspect_image, inspect_image_text
 
     app, late_json, late_no_cache = split_arguments(list(command or []))
-    facts = inspect_image(image, app=app or None, use_cache=not (no_cache or late_no_cache))
+    use_cache = not (no_cache or late_no_cache)
     if as_json or late_json:
-        sys.stdout.write(json.dumps(facts_to_json(facts), indent=2) + "\n")
+        sys.stdout.write(inspect_image_text(image, app=app or None, use_cache=use_cache))
         return
-    show(facts)
+    show(inspect_image(image, app=app or None, use_cache=use_cache))
 
 
 def _console() -> Any:

@@ -385,8 +385,8 @@ def _facts_cache() -> Any:
         return None
 
 
-def _cached_facts(cache: Any, key: str, kind: str, path: str) -> Optional[ImageFacts]:
-    """The facts stored under ``key``, or None (absent, unreadable, or a changed sandbox)."""
+def _fresh_entry(cache: Any, key: str, kind: str, path: str) -> Optional[Dict[str, Any]]:
+    """The cache entry under ``key``, or None (absent, unreadable, or a changed sandbox)."""
     from hpcrun.image.open import dependencies_unchanged
 
     try:
@@ -397,13 +397,82 @@ def _cached_facts(cache: Any, key: str, kind: str, path: str) -> Optional[ImageF
         return None
     deps = entry.get("dependencies") or []
     fresh = kind != "sandbox" or (isinstance(deps, list) and dependencies_unchanged(path, deps))
-    if not fresh:
+    return entry if fresh else None
+
+
+def _entry_facts(entry: Optional[Dict[str, Any]]) -> Optional[ImageFacts]:
+    """The facts an entry holds, or None when it holds none this version can read."""
+    if entry is None:
         return None
     try:
         facts = records.decode(entry.get("record"), RECORDS)
     except (ValueError, TypeError):
         return None
     return facts if isinstance(facts, ImageFacts) else None
+
+
+def facts_text(facts: ImageFacts) -> str:
+    """``hpcrun inspect --json``'s output for ``facts``: facts_to_json, indented."""
+    from hpcrun.image.serialize import facts_to_json
+
+    return json.dumps(facts_to_json(facts), indent=2) + "\n"
+
+
+def _inspect(image: str, app: Optional[Sequence[str]], use_cache: bool, want_text: bool
+             ) -> Tuple[Optional[ImageFacts], str]:
+    """(facts, text) for :func:`inspect_image` and :func:`inspect_image_text`.
+
+    With ``want_text`` a cache hit that holds the text returns (None, text); the text is
+    added to the entry the first time it is asked for.
+    """
+    from hpcrun.image.open import image_identity, open_image
+
+    cache = _facts_cache() if use_cache else None
+    entry: Optional[Dict[str, Any]] = None
+    if cache is not None:
+        # The key needs only the identity (a stat, and for a SIF its header): a hit never
+        # opens the file system, nor imports the image and ELF readers.
+        kind, identity = image_identity(image)
+        key = cache_key(identity, app)
+        entry = _fresh_entry(cache, key, kind, image)
+        cached_text = entry.get("text") if entry is not None else None
+        if want_text and isinstance(cached_text, str):  # same key: same hpcrun, same facts
+            return None, cached_text
+        facts = _entry_facts(entry)
+        if facts is not None:
+            if not want_text:
+                return facts, ""
+            text = facts_text(facts)
+            _store(cache, key, dict(entry or {}, text=text))
+            return facts, text
+    opened = open_image(image)
+    facts = inspect_tree(
+        opened.tree,
+        source=opened.source,
+        kind=opened.kind,
+        architecture=opened.architecture,
+        environment=opened.environment,
+        labels=opened.labels,
+        app=app,
+        warnings=opened.warnings,
+    )
+    text = facts_text(facts) if want_text else ""
+    if cache is not None:
+        new: Dict[str, Any] = {
+            "record": records.encode(facts),
+            "dependencies": [list(d) for d in opened.dependencies()],
+        }
+        if text:
+            new["text"] = text
+        _store(cache, cache_key(opened.identity, app), new)
+    return facts, text
+
+
+def _store(cache: Any, key: str, entry: Dict[str, Any]) -> None:
+    try:
+        cache.put(key, entry)
+    except (HpcrunError, OSError, ValueError, TypeError):
+        pass
 
 
 def inspect_image(
@@ -416,35 +485,17 @@ def inspect_image(
     sandbox directories the cache entry records the mtimes of what was read and is used
     only while they are unchanged.
     """
-    from hpcrun.image.open import image_identity, open_image
-
-    cache = _facts_cache() if use_cache else None
-    if cache is not None:
-        # The key needs only the identity (a stat, and for a SIF its header): a hit never
-        # opens the file system, nor imports the image and ELF readers.
-        kind, identity = image_identity(image)
-        cached = _cached_facts(cache, cache_key(identity, app), kind, image)
-        if cached is not None:
-            return cached
-    opened = open_image(image)
-    key = cache_key(opened.identity, app)
-    facts = inspect_tree(
-        opened.tree,
-        source=opened.source,
-        kind=opened.kind,
-        architecture=opened.architecture,
-        environment=opened.environment,
-        labels=opened.labels,
-        app=app,
-        warnings=opened.warnings,
-    )
-    if cache is not None:
-        entry = {
-            "record": records.encode(facts),
-            "dependencies": [list(d) for d in opened.dependencies()],
-        }
-        try:
-            cache.put(key, entry)
-        except (HpcrunError, OSError, ValueError, TypeError):
-            pass
+    facts, _ = _inspect(image, app, use_cache, want_text=False)
+    assert facts is not None
     return facts
+
+
+def inspect_image_text(
+    image: str, app: Optional[Sequence[str]] = None, use_cache: bool = True
+) -> str:
+    """:func:`inspect_image` as ``hpcrun inspect --json`` prints it (:func:`facts_text`).
+
+    The text is kept in the cache entry beside the facts, so a warm call neither decodes
+    the facts nor encodes them again.
+    """
+    return _inspect(image, app, use_cache, want_text=True)[1]
