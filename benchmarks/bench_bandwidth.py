@@ -12,7 +12,7 @@
 Usage (as root, from the repository; needs mpich, squashfs-tools, the mpi4py wheel that
 ``.ci/run`` downloads)::
 
-    python3 benchmarks/bench_bandwidth.py [--runtime apptainer|charliecloud] [--ch-join]
+    python3 benchmarks/bench_bandwidth.py [--runtime apptainer|charliecloud]
         [--repeat N] [--pairs N] [--trials N] [--bind-to core|none] [--min-size BYTES]
         [--max-size BYTES] [--out DIR]
 
@@ -35,12 +35,10 @@ How the comparison is kept fair (issue #5), the same for all three rows:
 
 The UCX transports are the same in ``bare`` and ``hpcrun`` (``UCX_LOG_LEVEL=info``: tag and
 am lanes ``sysv/memory cma/memory`` in both): hpcrun adds no copy.  With Charliecloud, each
-``ch-run`` makes its own user namespace, and cross-memory attach (``process_vm_readv``, UCX's
-``cma`` rendezvous transport) is refused between sibling user namespaces: the ``hpcrun`` row
-aborts at 16 KiB ("process_vm_readv ... Operation not permitted").  ``--ch-join`` prototypes
-the fix, ``ch-run --join`` (ranks on a node share one container; ``--join-ct`` from hydra's
-``MPI_LOCALNRANKS``), with a ``ch-run`` wrapper first on PATH: hpcrun's own ch-run command
-line does not have it yet.
+``ch-run`` would make its own user namespace, and cross-memory attach (``process_vm_readv``,
+UCX's ``cma`` rendezvous transport) is refused between sibling user namespaces, which aborts
+at 16 KiB ("process_vm_readv ... Operation not permitted"): hpcrun runs ``ch-run --join``
+under a launcher (``--join-ct`` from Hydra's ``MPI_LOCALNRANKS``), found with this benchmark.
 
 Prints the tables, the hpcrun/bare ratios at 1 MiB (target >= 0.95), and writes
 ``bandwidth.csv`` (best per size), ``bandwidth-runs.csv`` (every run) and, when matplotlib
@@ -118,28 +116,6 @@ def measure(argv: List[str], env: Dict[str, str], cwd: Path) -> Tuple[Table, str
     if proc.returncode != 0 or not table:
         return {}, f"$ {' '.join(argv)}\n{proc.stdout[-3000:]}"
     return table, ""
-
-
-def write_join_wrapper(directory: Path, real_ch_run: str) -> Path:
-    """A ``ch-run`` that adds ``--join`` (PROTOTYPE of a proposed hpcrun change).
-
-    Under ``mpiexec.hydra`` ch-run finds no peer count of its own (it reads
-    OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_STEP_TASKS_PER_NODE, SLURM_CPUS_ON_NODE), so the
-    wrapper passes hydra's ``MPI_LOCALNRANKS``; the peer-group tag defaults to the parent's
-    PID, the node's ``hydra_pmi_proxy``, the same for every rank of the node.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    wrapper = directory / "ch-run"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        "# bench_bandwidth.py --ch-join: ranks on a node share one ch-run container\n"
-        'if [ -n "$MPI_LOCALNRANKS" ]; then\n'
-        f'  exec {real_ch_run} --join-ct="$MPI_LOCALNRANKS" "$@"\n'
-        "fi\n"
-        f'exec {real_ch_run} --join "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    return wrapper
 
 
 def commands(
@@ -246,14 +222,14 @@ def write_outputs(
     return png
 
 
-def explain_failure(config: str, output: str, runtime: str, ch_join: bool) -> str:
+def explain_failure(config: str, output: str, runtime: str) -> str:
     """A one-line cause for a known failure, or ''."""
     if CMA_REFUSED in output and "Operation not permitted" in output and runtime == (
         "charliecloud"
-    ) and not ch_join:
-        return (f"  cause: {config}: each rank runs in its own ch-run user namespace, and UCX's "
-                "cma transport (process_vm_readv) is refused between sibling namespaces; "
-                "rerun with --ch-join to prototype ch-run --join")
+    ):
+        return (f"  cause: {config}: the ranks run in separate ch-run user namespaces, and UCX's "
+                "cma transport (process_vm_readv) is refused between them (ch-run --join "
+                "missing?)")
     return ""
 
 
@@ -339,7 +315,7 @@ def report(runs: Dict[str, List[Optional[Table]]], pairs: List[float], loads: Li
     medians = {c: median(done[c]) for c in CONFIGS}
     loads = loads or [float("nan")]
     print(f"\n{args.repeat} runs x {args.trials} trials per size, MB/s; runtime: "
-          f"{args.runtime}{' with the ch-run --join prototype' if args.ch_join else ''}; "
+          f"{args.runtime}; "
           f"ranks bound: {args.bind_to}; load average during the runs: "
           f"{min(loads):.2f}-{max(loads):.2f}")
     print_table("best of the runs", bests)
@@ -378,8 +354,6 @@ def main() -> int:
     """Build the image, run the three configurations alternately, report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime", choices=("apptainer", "charliecloud"), default="apptainer")
-    parser.add_argument("--ch-join", action="store_true",
-                        help="charliecloud: run ch-run --join (prototype of a proposed change)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=20,
                         help="back-to-back bare/hpcrun runs of 1 MiB alone for the verdict")
@@ -430,10 +404,6 @@ def main() -> int:
         }
         base.pop("LD_LIBRARY_PATH", None)
         path = f"{REPO / 'tests' / 'standin'}:{base.get('PATH', '/usr/bin:/bin')}"
-        if args.runtime == "charliecloud" and args.ch_join:
-            real = shutil.which("ch-run")
-            assert real is not None
-            path = f"{write_join_wrapper(work / 'join', real).parent}:{path}"
         base["PATH"] = path
         base.setdefault("USER", "root")
         cmds = commands(image_path, args.runtime, osu_args, launcher, site, alias, base)
@@ -449,7 +419,7 @@ def main() -> int:
                 runs[config].append(table or None)
                 if failure:
                     print(f"  {config} failed:\n{failure}", flush=True)
-                    cause = explain_failure(config, failure, args.runtime, args.ch_join)
+                    cause = explain_failure(config, failure, args.runtime)
                     if cause:
                         print(cause, flush=True)
         if args.pairs and all(runs["hpcrun"]):  # no pairs once hpcrun has failed

@@ -116,6 +116,23 @@ def test_mpiexec_hydra_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str, st
     assert_ranks(result.stdout, 2, MPICH4, served_from_host(runtime))
 
 
+@pytest.mark.parametrize("launcher", [["srun", "-n", "2"], ["mpiexec.hydra", "-n", "2"]])
+def test_charliecloud_large_messages_between_ranks(e2e_images: ImageSet,
+                                                   hpcrun_env: Dict[str, str], workdir: Path,
+                                                   launcher: List[str]) -> None:
+    """Messages of 16 KiB and more go through UCX's shared memory with cross-memory attach,
+    which the kernel refuses between separate ch-run containers: hpcrun joins a node's
+    ranks in one (``ch-run --join``; ``--join-ct=$MPI_LOCALNRANKS`` under Hydra)."""
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "--runtime", "charliecloud",
+                    *launcher, str(e2e_images.mpich.sandbox), "python3", "/opt/hello/osu_bw.py",
+                    "--min-size", "1024", "--max-size", str(1 << 20), "--csv")
+    assert result.returncode == 0, result.describe()
+    rows = [line.split(",") for line in result.stdout.splitlines()[1:] if line]
+    sizes = [int(size) for size, _, _ in rows]
+    assert sizes == [1 << n for n in range(10, 21)], result.describe()
+    assert all(float(bandwidth) > 0 for _, bandwidth, _ in rows), result.describe()
+
+
 @pytest.mark.parametrize("launcher", ["mpirun", "srun"])
 def test_host_openmpi(e2e_images: ImageSet, hpcrun_env: Dict[str, str], workdir: Path,
                       launcher: str) -> None:

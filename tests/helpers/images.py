@@ -5,7 +5,8 @@ suites, caches and the build config left out), the mpi4py wheel unpacked into
 ``/usr/local/lib/python3.11/dist-packages``, the CONTAINER's MPI (Debian's MPICH 4.0.2
 ``libmpich.so.12`` with a ``libmpi.so.12`` link, or Debian's Open MPI 4.1.4 ``libmpi.so.40``),
 ``/usr/local/bin/hello`` compiled from ``examples/hello.c`` with that MPI's ``mpicc``,
-``/opt/hello/hello.py`` (``examples/hello-mpi4py.py``), dash as ``/bin/sh``, the libraries
+``/opt/hello/hello.py`` (``examples/hello-mpi4py.py``), ``/opt/hello/osu_bw.py``
+(``examples/osu_bw-mpi4py.py``), dash as ``/bin/sh``, the libraries
 of Debian's libc6, libgcc-s1 and libstdc++6 (what any Debian root has: host libraries bound
 in later need libdl, librt ...), what each MPI opens at run time (UCX transports; Open MPI's
 and PMIx's components and help files), and every library all of these need (found with
@@ -283,6 +284,7 @@ def build_root(root: Path, mpi: str, mpi4py_dir: Optional[Path]) -> None:
         modules = _unpack_mpi4py(root, mpi4py_dir)
         elves += [str(m) for m in modules if f".{flavour['mpi4py_abi']}." in m.name]
     _write(root / "opt/hello/hello.py", (EXAMPLES / "hello-mpi4py.py").read_text(), 0o755)
+    _write(root / "opt/hello/osu_bw.py", (EXAMPLES / "osu_bw-mpi4py.py").read_text(), 0o755)
     for lib in sorted(needed_libraries(elves, [str(root / HOST_LIBDIR.lstrip("/"))])):
         if lib.startswith(str(root)):
             continue

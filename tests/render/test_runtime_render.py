@@ -18,6 +18,7 @@ from hpcrun.plan.build import build_plan
 from hpcrun.plan.model import ERROR, WARNING, Bind, EnvVar, Plan, Request
 from hpcrun.profiles.model import BindSpec, Container, EnvSpec, Library, Profile, Runtime
 from hpcrun.render.runtimes import (
+    JOIN_SCRIPT,
     Inexpressible,
     bind_spec,
     escape_container_value,
@@ -279,3 +280,56 @@ def test_render_is_pure_function_of_plan() -> None:
     assert EnvVar("A", "1", "container", "set", "profile", "env[0]") in plan.env
     assert ERROR not in {d.severity for d in plan.diagnostics} and WARNING not in {
         d.severity for d in plan.diagnostics}
+
+
+def _ch_plan(launcher: Tuple[str, ...], options: Tuple[str, ...] = ()) -> Plan:
+    profile = Profile(schema=1, name="t", runtime=Runtime(kind="charliecloud", options=options))
+    return plan_for(profile, "charliecloud", request=Request(launcher, "/img", ("app",)),
+                    image=ImageFacts(source="/img", kind="sandbox"),
+                    environ={"HOME": "/home/u", "USER": "u"})
+
+
+@pytest.mark.parametrize("launcher", [("srun", "-n", "2"), ("mpirun.openmpi", "-np", "2")])
+def test_charliecloud_ranks_join_one_container_under_srun_and_open_mpi(
+        launcher: Tuple[str, ...]) -> None:
+    """ch-run counts the peers itself from SLURM_STEP_TASKS_PER_NODE / OMPI_COMM_WORLD_*."""
+    plan = _ch_plan(launcher)
+    argv = plan.invocation.argv
+    assert argv[len(launcher):len(launcher) + 2] == ("ch-run", "--join")
+    assert "ch-run-join" in {d.code for d in plan.diagnostics}
+
+
+def test_charliecloud_under_hydra_passes_the_local_rank_count() -> None:
+    plan = _ch_plan(("mpiexec.hydra", "-n", "2"))
+    argv = plan.invocation.argv
+    assert argv[3:8] == ("/bin/sh", "-c", JOIN_SCRIPT, "hpcrun-join", "ch-run")
+    assert "--join" not in argv[8:]
+
+
+def test_charliecloud_without_launcher_or_with_own_join_option_is_left_alone() -> None:
+    assert _ch_plan(()).invocation.argv[:2] == ("ch-run", "/img")
+    for options in (("--join-tag=x",), ("-j",), ("--join-ct", "4")):
+        argv = _ch_plan(("srun", "-n", "2"), options).invocation.argv
+        assert argv.count("--join") == 0 and argv[3] == "ch-run", argv
+
+
+@pytest.mark.parametrize("shell", ["dash", "bash", "busybox"])
+@pytest.mark.parametrize("count, expected", [("3", "--join-ct=3"), ("", "--join"),
+                                             (None, "--join")])
+def test_join_wrapper_runs_in_real_shells(shell: str, count: str, expected: str,
+                                          tmp_path) -> None:
+    """The Hydra wrapper: MPI_LOCALNRANKS as --join-ct, else plain --join; argv untouched."""
+    show = tmp_path / "show-argv"  # stands where ch-run goes: prints its arguments
+    show.write_text("#!/bin/sh\nfor a; do printf '%s\\n' \"$a\"; done\n")
+    show.chmod(0o755)
+    found = shutil.which(shell)
+    if not found:
+        pytest.skip(f"{shell} is not installed")
+    sh = [found, "sh"] if shell == "busybox" else [found]
+    env = {"PATH": os.environ.get("PATH", "")}
+    if count is not None:
+        env["MPI_LOCALNRANKS"] = count
+    weird = ["-b", "/a b:/c", "$HOME", "`x`", "--", "it's"]
+    done = subprocess.run([*sh, "-c", JOIN_SCRIPT, "hpcrun-join", str(show), *weird],
+                          env=env, capture_output=True, check=True)
+    assert done.stdout.decode().split("\n")[:-1] == [expected, *weird]

@@ -29,7 +29,8 @@ Charliecloud (``ch-run``)
     create bind destinations and the image is read-only: the binds under hpcrun's prefix
     become a host stage directory of symlinks bound at an empty ``/mnt/N``
     (:mod:`hpcrun.render.chstage`, created by the caller before the exec); for the other
-    binds a warning lists the destinations the image must already have.
+    binds a warning lists the destinations the image must already have.  Under a launcher
+    the ranks of a node are joined in one container (``--join``, see :func:`join_peers`).
 """
 
 from __future__ import annotations
@@ -316,6 +317,40 @@ def _charliecloud(plan: Plan, image_env: Optional[Sequence[Tuple[str, str]]],
     return argv, staged.stage
 
 
+# ch-run options that already choose how ranks share containers.
+JOIN_OPTIONS = ("-j", "--join", "--join-ct", "--join-tag", "--join-pid")
+# Hydra gives each rank MPI_LOCALNRANKS (its node's rank count) but none of the variables
+# ch-run counts peers from; "$1" is ch-run, the rest its argv.
+JOIN_SCRIPT = ('c=$1; shift; if [ -n "${MPI_LOCALNRANKS-}" ]; then '
+               'exec "$c" --join-ct="$MPI_LOCALNRANKS" "$@"; else exec "$c" --join "$@"; fi')
+JOIN_ARGV0 = "hpcrun-join"
+
+
+def join_peers(argv: Sequence[str], runtime_args: Sequence[str], launcher_family: str,
+               diags: List[Diagnostic]) -> List[str]:
+    """The ch-run ``argv`` with a node's ranks in one container (``ch-run --join``).
+
+    Each ch-run is otherwise its own user namespace, and the kernel refuses cross-memory
+    attach (``process_vm_readv``) between sibling namespaces: MPI shared-memory transports
+    that use it (UCX's cma, used from 16 KiB here) abort the job.  ch-run counts its peers
+    from ``OMPI_COMM_WORLD_LOCAL_SIZE`` (Open MPI) or ``SLURM_STEP_TASKS_PER_NODE`` (srun) and
+    names the group by ``SLURM_STEP_ID`` or its parent's PID, so ``--join`` is enough there;
+    under Hydra (MPICH, Intel MPI) a one-line sh wrapper passes ``MPI_LOCALNRANKS`` as
+    ``--join-ct``.  Runtime options that already say ``--join*`` or ``-j`` are left alone.
+    """
+    if any(a == o or a.startswith(o + "=") for a in runtime_args for o in JOIN_OPTIONS):
+        return list(argv)
+    from hpcrun.launch.launchers import OPENMPI, SRUN
+
+    diags.append(Diagnostic(INFO, "ch-run-join", "ranks on a node share one ch-run container "
+                            "(--join): the kernel refuses cross-memory attach between separate "
+                            "containers, which MPI shared memory uses for large messages",
+                            source="runtime"))
+    if launcher_family in (SRUN, OPENMPI):
+        return [argv[0], "--join", *argv[1:]]
+    return ["/bin/sh", "-c", JOIN_SCRIPT, JOIN_ARGV0, *argv]
+
+
 def render_invocation(plan: Plan, environ: Mapping[str, str],
                       image_env: Optional[Sequence[Tuple[str, str]]] = None,
                       flavour: str = "", version: str = "", launcher_family: str = "",
@@ -337,6 +372,8 @@ def render_invocation(plan: Plan, environ: Mapping[str, str],
     if plan.runtime == "charliecloud":
         runtime_argv, stage = _charliecloud(plan, image_env, diags, environ, prefix,
                                             mount_slots)
+        if plan.launcher:
+            runtime_argv = join_peers(runtime_argv, plan.runtime_args, launcher_family, diags)
     else:
         runtime_argv, runtime_env = _apptainer(plan, syntax, environ, flavour, version, diags)
         env_set = runtime_env + env_set
