@@ -160,3 +160,39 @@ def test_hundreds_of_concurrent_processes(tmp_path: Path) -> None:
         assert got is not None and got["key"] == f"image-{i}"
     assert not list(tmp_path.glob(".tmp-*"))
     assert len(list(tmp_path.glob("*.json"))) == 7
+
+
+def test_text_round_trip_beside_the_json_value(tmp_path: Path) -> None:
+    cache = FactsCache(tmp_path)
+    text = '{\n  "a": "é $x `y`\\n"\n}\n\n'
+    cache.put_text("k", text)
+    cache.put("k", VALUE)
+    assert cache.get_text("k") == text and cache.get("k") == VALUE
+    assert cache.get_text("other") is None
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".txt"]
+
+
+def test_text_of_another_key_or_format_is_a_miss(tmp_path: Path) -> None:
+    cache = FactsCache(tmp_path)
+    cache.put_text("k", "value")
+    (path,) = list(tmp_path.glob("*.txt"))
+    path.write_text(f"{CACHE_FORMAT} other\nvalue")  # a file name collision
+    assert cache.get_text("k") is None
+    path.write_text(f"{CACHE_FORMAT + 1} k\nvalue")
+    assert cache.get_text("k") is None
+    path.write_text(f"{CACHE_FORMAT} k")  # cut short
+    assert cache.get_text("k") is None
+    path.write_bytes(b"\xff\xfe")
+    assert cache.get_text("k") is None
+
+
+def test_texts_are_evicted_and_cleared_like_values(tmp_path: Path) -> None:
+    cache = FactsCache(tmp_path, max_entries=1000)
+    for i in range(6):
+        cache.put_text(f"k{i}", f"text {i}")
+        os.utime(cache._path(f"k{i}", ".txt"), (1_000_000 + i, 1_000_000 + i))
+    cache.max_entries = 2
+    assert cache.evict() == 4
+    assert [cache.get_text(f"k{i}") for i in range(6)] == [None] * 4 + ["text 4", "text 5"]
+    cache.clear()
+    assert list(tmp_path.iterdir()) == []

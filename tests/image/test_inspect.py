@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Dict
@@ -235,10 +236,10 @@ def test_inspect_text_is_kept_in_the_cache_and_served_without_decoding(
     key = cache_key(open_image(str(root)).identity, ["hello_mpich"])
     # A launch stores the facts only; the first inspect --json adds its text to the entry.
     facts = inspect_image(str(root), app=["hello_mpich"])
-    assert "text" not in cache.get(key)
+    assert cache.get_text(key) is None
     text = inspect_module.inspect_image_text(str(root), app=["hello_mpich"])
     assert json.loads(text) == facts_to_json(facts) and text == inspect_module.facts_text(facts)
-    assert cache.get(key)["text"] == text
+    assert cache.get_text(key) == text
 
     def no_decoding(*_: object) -> None:
         raise AssertionError("the facts were decoded")
@@ -246,8 +247,34 @@ def test_inspect_text_is_kept_in_the_cache_and_served_without_decoding(
     monkeypatch.setattr(records, "decode", no_decoding)
     assert inspect_module.inspect_image_text(str(root), app=["hello_mpich"]) == text
     monkeypatch.undo()
+    # A sandbox's text is served only while the files its facts were read from are unchanged.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache.put_text(key, "marked\n")
+    assert inspect_module.inspect_image_text(str(root), app=["hello_mpich"]) == "marked\n"
+    ld_cache = root / "etc" / "ld.so.cache"
+    st = ld_cache.stat()
+    os.utime(ld_cache, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert inspect_module.inspect_image_text(str(root), app=["hello_mpich"]) == text
     # Cold, with the cache off: the same text, and nothing stored.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other"))
     assert inspect_module.inspect_image_text(str(root), app=["hello_mpich"],
                                              use_cache=False) == text
     assert not (tmp_path / "other").exists()
+
+
+def test_a_file_image_text_hit_reads_no_json(sif_data: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """For SIF and squashfs files the key (their identity) is the whole check."""
+    from hpcrun.image import inspect as inspect_module
+    from hpcrun.image.cache import FactsCache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    image = str(sif_data / "images" / "one-group.sif")
+    text = inspect_module.inspect_image_text(image)
+
+    def no_json(*_: object) -> None:
+        raise AssertionError("the JSON entry was read")
+
+    monkeypatch.setattr(FactsCache, "get", no_json)
+    assert inspect_module.inspect_image_text(image) == text
+    assert json.loads(text)["kind"] == "sif"

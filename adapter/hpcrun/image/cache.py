@@ -1,16 +1,17 @@
 """A small on-disk cache of image facts, shared by every hpcrun process of a user.
 
 One JSON file per key (``<sha256 of key>.json``) holding the key, a format version and the
-value.  Writes go to a temporary file in the same directory and are renamed into place, so
-readers see either the old or the new entry, never half of one, even with hundreds of ranks
-starting at once.  Anything odd (unreadable, corrupt, another key, another version) is a
-miss; a cache directory that cannot be written disables caching silently.  The cache never
-fails a launch.  Stdlib only, and cheap to import.
+value; a text may be kept beside it (``<sha256 of key>.txt``: the format and key on the
+first line, then the text), read without the JSON parser.  Writes go to a temporary file
+in the same directory and are renamed into place, so readers see either the old or the new
+entry, never half of one, even with hundreds of ranks starting at once.  Anything odd
+(unreadable, corrupt, another key, another version) is a miss; a cache directory that
+cannot be written disables caching silently.  The cache never fails a launch.  Stdlib
+only, and cheap to import.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ CACHE_FORMAT = 1
 MAX_ENTRIES = 512
 MAX_BYTES = 64 << 20
 SUFFIX = ".json"
+TEXT_SUFFIX = ".txt"
 
 
 
@@ -69,12 +71,14 @@ class FactsCache:
         self.max_bytes = max_bytes
         self._disabled = False
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str, suffix: str = SUFFIX) -> Path:
         digest = sha256_hex(key.encode("utf-8", "surrogatepass"))
-        return self.directory / (digest + SUFFIX)
+        return self.directory / (digest + suffix)
 
     def get(self, key: str) -> Optional[dict]:
         """The value stored for ``key``, or None (absent, corrupt, foreign or old format)."""
+        import json  # not needed by get_text, the cheapest hit
+
         try:
             with open(self._path(key), "rb") as f:
                 entry = json.loads(f.read())
@@ -89,10 +93,25 @@ class FactsCache:
             return None
         return entry["value"]
 
+    def get_text(self, key: str) -> Optional[str]:
+        """The text stored for ``key`` by :meth:`put_text`, or None."""
+        try:
+            with open(self._path(key, TEXT_SUFFIX), "rb") as f:
+                head, newline, text = f.read().decode("utf-8", "surrogatepass").partition("\n")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text if newline and head == f"{CACHE_FORMAT} {key}" else None
+
+    def put_text(self, key: str, text: str) -> None:
+        """Store ``text`` for ``key`` atomically (beside, not inside, its JSON value)."""
+        if "\n" not in key:
+            self._write(self._path(key, TEXT_SUFFIX),
+                        f"{CACHE_FORMAT} {key}\n{text}".encode("utf-8", "surrogatepass"))
+
     def put(self, key: str, value: Dict[str, Any]) -> None:
         """Store ``value`` for ``key`` atomically; silently does nothing when it cannot."""
-        if self._disabled:
-            return
+        import json
+
         try:
             data = json.dumps(
                 {"format": CACHE_FORMAT, "key": key, "value": value},
@@ -101,6 +120,12 @@ class FactsCache:
             ).encode()
         except (TypeError, ValueError) as exc:
             _debug("hpcrun cache: value for %r is not JSON: %s", key, exc)
+            return
+        self._write(self._path(key), data)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` through a temporary file and a rename."""
+        if self._disabled:
             return
         import tempfile  # only writers need it (a cache hit does not)
 
@@ -114,7 +139,7 @@ class FactsCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.replace(tmp, self._path(key))
+            os.replace(tmp, path)
         except OSError as exc:
             _debug("hpcrun cache: cannot write %s: %s", self.directory, exc)
             try:
@@ -148,7 +173,7 @@ class FactsCache:
                         if time.time() - st.st_mtime > 60:
                             removed += self._unlink(e.path)
                         continue
-                    if e.name.endswith(SUFFIX):
+                    if e.name.endswith((SUFFIX, TEXT_SUFFIX)):
                         entries.append((st.st_mtime, st.st_size, e.path))
         except OSError:
             return removed
@@ -173,7 +198,7 @@ class FactsCache:
         try:
             with os.scandir(self.directory) as it:
                 for e in it:
-                    if e.name.endswith(SUFFIX):
+                    if e.name.endswith((SUFFIX, TEXT_SUFFIX)):
                         self._unlink(e.path)
         except OSError:
             pass

@@ -11,10 +11,9 @@ what the application command is.  Results are cached by image identity.
 from __future__ import annotations
 
 import functools
-import json
 import posixpath
 import re
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Pattern, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Pattern, Sequence, Tuple
 
 from hpcrun import __version__, records
 from hpcrun.errors import HpcrunError
@@ -369,9 +368,10 @@ def cache_key(identity: str, app: Optional[Sequence[str]]) -> str:
     """The facts-cache key: image identity + app command + hpcrun and facts versions."""
     from hpcrun.image.cache import sha256_hex
 
-    raw = json.dumps([FACTS_VERSION, __version__, records.layout(RECORDS), identity,
-                      list(app or ())])
-    return "facts-" + sha256_hex(raw.encode())
+    # NUL cannot occur in any part (argv, paths), so the joined fields stay apart.
+    raw = "\0".join([str(FACTS_VERSION), __version__, records.layout(RECORDS), identity,
+                      *(app or ())])
+    return "facts-" + sha256_hex(raw.encode("utf-8", "surrogatepass"))
 
 
 def _facts_cache() -> Any:
@@ -413,6 +413,8 @@ def _entry_facts(entry: Optional[Dict[str, Any]]) -> Optional[ImageFacts]:
 
 def facts_text(facts: ImageFacts) -> str:
     """``hpcrun inspect --json``'s output for ``facts``: facts_to_json, indented."""
+    import json
+
     from hpcrun.image.serialize import facts_to_json
 
     return json.dumps(facts_to_json(facts), indent=2) + "\n"
@@ -422,28 +424,34 @@ def _inspect(image: str, app: Optional[Sequence[str]], use_cache: bool, want_tex
              ) -> Tuple[Optional[ImageFacts], str]:
     """(facts, text) for :func:`inspect_image` and :func:`inspect_image_text`.
 
-    With ``want_text`` a cache hit that holds the text returns (None, text); the text is
-    added to the entry the first time it is asked for.
+    With ``want_text`` a cached text is returned as (None, text): for a file image the key
+    (its identity) is all that is checked, so neither JSON nor the facts are read; a
+    sandbox's entry is checked first (the files it was read from are unchanged).  The text
+    is stored the first time it is asked for.
     """
     from hpcrun.image.open import image_identity, open_image
 
     cache = _facts_cache() if use_cache else None
-    entry: Optional[Dict[str, Any]] = None
     if cache is not None:
         # The key needs only the identity (a stat, and for a SIF its header): a hit never
         # opens the file system, nor imports the image and ELF readers.
         kind, identity = image_identity(image)
         key = cache_key(identity, app)
+        if want_text and kind != "sandbox":
+            text = cache.get_text(key)
+            if text is not None:
+                return None, text
         entry = _fresh_entry(cache, key, kind, image)
-        cached_text = entry.get("text") if entry is not None else None
-        if want_text and isinstance(cached_text, str):  # same key: same hpcrun, same facts
-            return None, cached_text
+        if want_text and entry is not None:
+            text = cache.get_text(key)
+            if text is not None:
+                return None, text
         facts = _entry_facts(entry)
         if facts is not None:
             if not want_text:
                 return facts, ""
             text = facts_text(facts)
-            _store(cache, key, dict(entry or {}, text=text))
+            _store(cache.put_text, key, text)
             return facts, text
     opened = open_image(image)
     facts = inspect_tree(
@@ -458,19 +466,19 @@ def _inspect(image: str, app: Optional[Sequence[str]], use_cache: bool, want_tex
     )
     text = facts_text(facts) if want_text else ""
     if cache is not None:
-        new: Dict[str, Any] = {
+        key = cache_key(opened.identity, app)
+        _store(cache.put, key, {
             "record": records.encode(facts),
             "dependencies": [list(d) for d in opened.dependencies()],
-        }
+        })
         if text:
-            new["text"] = text
-        _store(cache, cache_key(opened.identity, app), new)
+            _store(cache.put_text, key, text)
     return facts, text
 
 
-def _store(cache: Any, key: str, entry: Dict[str, Any]) -> None:
+def _store(put: Callable[[str, Any], None], key: str, value: Any) -> None:
     try:
-        cache.put(key, entry)
+        put(key, value)
     except (HpcrunError, OSError, ValueError, TypeError):
         pass
 

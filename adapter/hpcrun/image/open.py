@@ -19,7 +19,6 @@ launches anyway.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import stat
@@ -657,6 +656,8 @@ def parse_env_script(text: str, env: Optional[Dict[str, str]] = None) -> Dict[st
 
 
 def _labels_from_json(data: bytes, origin: str, warnings: List[str]) -> Dict[str, str]:
+    import json  # only images with labels need it
+
     try:
         obj = json.loads(data.decode("utf-8", "replace"))
     except ValueError:
