@@ -20,7 +20,7 @@ from hpcrun.image.serialize import facts_from_json, facts_to_json
 
 
 @pytest.fixture(scope="module")
-def roots(tmp_path_factory: pytest.TempPathFactory, mpi_wheel) -> Dict[str, Path]:  # type: ignore[no-untyped-def]
+def roots(tmp_path_factory: pytest.TempPathFactory, mpi_wheel) -> Dict[str, Path]:
     if shutil.which("ldconfig") is None and not Path("/sbin/ldconfig").exists():
         pytest.skip("ldconfig not installed")
     try:
@@ -41,7 +41,7 @@ def squashfs_of_cached(roots: Dict[str, Path], tmp_path_factory: pytest.TempPath
     return sqfs
 
 
-def _tree_facts(root: Path, **kwargs) -> ImageFacts:  # type: ignore[no-untyped-def]
+def _tree_facts(root: Path, **kwargs) -> ImageFacts:
     env = (("LD_LIBRARY_PATH", INTEL_DIR),)
     return inspect_tree(
         Tree(SandboxBackend(str(root))), source=str(root), kind="sandbox", environment=env, **kwargs

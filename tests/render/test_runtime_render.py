@@ -155,7 +155,7 @@ def _emulate_apptainer_inject(shell: str, name: str, rendered: str, image_value:
 
 
 SHELLS = [s for s in ("bash", "dash") if shutil.which(s)]
-values = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+values = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
                  max_size=30)
 
 
