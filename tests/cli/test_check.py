@@ -113,3 +113,34 @@ def test_the_app_command_spellings_agree(images: Dict[str, Path], site: Path,
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     assert data["app"] == ["/usr/local/bin/app", "a", "b"]
+
+
+@pytest.mark.parametrize("form", [
+    ["--json", "--site", "{site}", "{image}"],
+    ["--site={site}", "--json", "--abi-policy", "strict", "{image}"],
+    ["--site", "other", "--site", "{site}", "--app", "/usr/local/bin/app x", "--json", "{image}"],
+    ["--site", "{site}", "--explain", "{image}"],
+])
+def test_the_typer_free_path_answers_like_typer(images: Dict[str, Path], site: Path,
+                                                 form: list, capsys: pytest.CaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hpcrun check`'s usual forms skip typer's import: same output, same exit code."""
+    from hpcrun.cli import check
+    from hpcrun.cli.app import run_app
+
+    monkeypatch.setenv("COLUMNS", "200")
+    args = [w.format(site=site, image=images["mpich"]) for w in form]
+    direct = check.run_direct(args)
+    direct_out = capsys.readouterr().out
+    typer_code = run_app(["check", *args])
+    assert direct is not None and (direct, direct_out) == (typer_code, capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["{image}", "/usr/local/bin/app"], ["--site"], ["--site", "--json", "{image}"],
+    ["--bogus", "{image}"], [], ["{image}", "--json"],
+])
+def test_other_forms_are_left_to_typer(images: Dict[str, Path], args: list) -> None:
+    from hpcrun.cli import check
+
+    assert check.run_direct([w.format(image=images["mpich"]) for w in args]) is None

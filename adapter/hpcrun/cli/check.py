@@ -7,12 +7,10 @@ closure and prints the verdict: 0 compatible, 1 compatible with warnings, 2 inco
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-from typing import Any, Dict, List, Optional
-
-import typer
+import sys
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from hpcrun.plan.model import (
     COMPATIBLE,
@@ -24,30 +22,73 @@ from hpcrun.plan.model import (
     Request,
 )
 
+if TYPE_CHECKING:
+    import typer
+
 EXIT_CODES = {COMPATIBLE: 0, COMPATIBLE_WITH_WARNINGS: 1, INCOMPATIBLE: 2}
+_FLAGS = ("--json", "--explain")
+_VALUED = ("--site", "--app", "--abi-policy")
 
 
 def register(app: typer.Typer) -> None:
     """Add the `check` command to the app."""
-    app.command("check")(check_command)
+    import typer
+
+    def check(
+        image: str = typer.Argument(..., help="Image: .sif, squashfs, ext3 or sandbox "
+                                    "directory."),
+        command: Optional[List[str]] = typer.Argument(
+            None, help="The application command to check (after the image, or use --app)."),
+        site: str = typer.Option("", "--site", help="Site profile name or file (default "
+                                 "$HPCRUN_SITE)."),
+        app: str = typer.Option("", "--app", help="Application command line, e.g. \"python3 "
+                                "-m mpi4py.bench helloworld\"."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+        abi_policy: str = typer.Option("", "--abi-policy", help="Version rule: major, full, "
+                                       "strict (default: the profile's mpi.abi_policy)."),
+        explain: bool = typer.Option(False, "--explain", help="Also list every host file "
+                                     "bound, with the chain of libraries that needed it."),
+    ) -> int:
+        """Check that the site's host MPI can serve IMAGE (and its application): 0
+        compatible, 1 warnings, 2 incompatible."""
+        return check_command(image, command, site, app, as_json, abi_policy, explain)
+
+    app.command("check")(check)
 
 
-def check_command(
-    image: str = typer.Argument(..., help="Image: .sif, squashfs, ext3 or sandbox directory."),
-    command: Optional[List[str]] = typer.Argument(
-        None, help="The application command to check (after the image, or use --app)."),
-    site: str = typer.Option("", "--site", help="Site profile name or file (default "
-                             "$HPCRUN_SITE)."),
-    app: str = typer.Option("", "--app", help="Application command line, e.g. \"python3 -m "
-                            "mpi4py.bench helloworld\"."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    abi_policy: str = typer.Option("", "--abi-policy", help="Version rule: major, full, strict "
-                                   "(default: the profile's mpi.abi_policy)."),
-    explain: bool = typer.Option(False, "--explain", help="Also list every host file bound, "
-                                 "with the chain of libraries that needed it."),
-) -> int:
-    """Check that the site's host MPI can serve IMAGE (and its application): 0 compatible,
-    1 warnings, 2 incompatible."""
+def run_direct(args: List[str]) -> Optional[int]:
+    """Run ``hpcrun check ARGS`` without typer when ARGS take the usual form; else None.
+
+    The usual form is options (``--json``, ``--explain``, ``--site S``, ``--app S``,
+    ``--abi-policy P``, also as ``--opt=value``) followed by IMAGE and nothing else, parsed
+    as typer would (a repeated option: the last one wins).  Anything else (``--help``, an
+    application command after the image, a value that looks like an option) returns None
+    so that typer answers it.
+    """
+    values: Dict[str, str] = {}
+    flags = set()
+    rest = list(args)
+    while rest and rest[0].startswith("-"):
+        word = rest.pop(0)
+        name, eq, value = word.partition("=")
+        if word in _FLAGS:
+            flags.add(word)
+        elif name in _VALUED and eq:
+            values[name] = value
+        elif word in _VALUED and rest and not rest[0].startswith("-"):
+            values[word] = rest.pop(0)
+        else:
+            return None
+    if len(rest) != 1:
+        return None
+    return check_command(rest[0], None, values.get("--site", ""), values.get("--app", ""),
+                         "--json" in flags, values.get("--abi-policy", ""),
+                         "--explain" in flags)
+
+
+def check_command(image: str, command: Optional[List[str]], site: str, app: str,
+                  as_json: bool, abi_policy: str, explain: bool) -> int:
+    """Inspect, resolve and report; the exit code (0 compatible, 1 warnings, 2 not)."""
     from hpcrun.host.probe import probe_host
     from hpcrun.image.inspect import inspect_image
     from hpcrun.profiles.lookup import default_site, load_site
@@ -62,7 +103,9 @@ def check_command(
                       abi_policy=abi_policy)
     result = resolve(profile, request, host, facts)
     if as_json:
-        typer.echo(json.dumps(to_json(result, profile.name, image, argv), indent=2))
+        import json
+
+        sys.stdout.write(json.dumps(to_json(result, profile.name, image, argv), indent=2) + "\n")
     else:
         _print(result, profile.name, image, argv, explain)
     return EXIT_CODES.get(result.verdict, 2)

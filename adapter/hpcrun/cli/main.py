@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from hpcrun.errors import HpcrunError
 
@@ -37,6 +37,16 @@ def _first_word(argv: List[str]) -> Optional[str]:
     return None
 
 
+def _direct(word: str) -> Callable[[List[str]], Optional[int]]:
+    """The typer-free runner of a subcommand's usual forms (typer's import costs more than
+    a warm ``inspect`` or ``check``)."""
+    if word == "inspect":
+        from hpcrun.cli.inspect import run_direct
+    else:
+        from hpcrun.cli.check import run_direct
+    return run_direct
+
+
 def _tolerant_streams() -> None:
     """Paths may hold any bytes (Python decodes them with surrogateescape): write them back
     as the same bytes on stdout, and escaped on stderr, whatever the locale's error mode."""
@@ -58,10 +68,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         word = _first_word(args)
         if word in SUBCOMMANDS or word in ("--help", "-h", "--version", None):
             plain = [a for a in args if a != "--debug"]
-            if word == "inspect":  # its usual forms need no typer (see run_direct)
-                from hpcrun.cli.inspect import run_direct
-
-                done = run_direct(plain[1:])
+            if word in ("inspect", "check"):  # usual forms need no typer (see run_direct)
+                direct = _direct(word)
+                done = direct(plain[1:])
                 if done is not None:
                     return done
             from hpcrun.cli.app import run_app
