@@ -120,6 +120,8 @@ def test_the_app_command_spellings_agree(images: Dict[str, Path], site: Path,
     ["--site={site}", "--json", "--abi-policy", "strict", "{image}"],
     ["--site", "other", "--site", "{site}", "--app", "/usr/local/bin/app x", "--json", "{image}"],
     ["--site", "{site}", "--explain", "{image}"],
+    ["--site", "{site}", "{image}", "--json", "--app", "/usr/local/bin/app"],
+    ["--site", "{site}", "{image}", "/usr/local/bin/app", "--json", "a", "--", "-b"],
 ])
 def test_the_typer_free_path_answers_like_typer(images: Dict[str, Path], site: Path,
                                                  form: list, capsys: pytest.CaptureFixture,
@@ -137,8 +139,8 @@ def test_the_typer_free_path_answers_like_typer(images: Dict[str, Path], site: P
 
 
 @pytest.mark.parametrize("args", [
-    ["--help"], ["{image}", "/usr/local/bin/app"], ["--site"], ["--site", "--json", "{image}"],
-    ["--bogus", "{image}"], [], ["{image}", "--json"],
+    ["--help"], ["{image}", "--help"], ["--site"], ["--site", "--json", "{image}"],
+    ["--bogus", "{image}"], [], ["--json"], ["{image}", "app", "-c", "1"],
 ])
 def test_other_forms_are_left_to_typer(images: Dict[str, Path], args: list) -> None:
     from hpcrun.cli import check

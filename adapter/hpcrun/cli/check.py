@@ -59,17 +59,24 @@ def register(app: typer.Typer) -> None:
 def run_direct(args: List[str]) -> Optional[int]:
     """Run ``hpcrun check ARGS`` without typer when ARGS take the usual form; else None.
 
-    The usual form is options (``--json``, ``--explain``, ``--site S``, ``--app S``,
-    ``--abi-policy P``, also as ``--opt=value``) followed by IMAGE and nothing else, parsed
-    as typer would (a repeated option: the last one wins).  Anything else (``--help``, an
-    application command after the image, a value that looks like an option) returns None
-    so that typer answers it.
+    Parsed as typer (click) parses them: options (``--json``, ``--explain``, ``--site S``,
+    ``--app S``, ``--abi-policy P``, also ``--opt=value``) anywhere before a ``--``, the
+    first other word the image, the rest the application command; a repeated option: the
+    last one wins.  Anything else (``--help``, an unknown option, a value that looks like an
+    option, no image) returns None, so that typer answers it.
     """
     values: Dict[str, str] = {}
     flags = set()
+    words: List[str] = []
     rest = list(args)
-    while rest and rest[0].startswith("-"):
+    while rest:
         word = rest.pop(0)
+        if word == "--":
+            words += rest
+            break
+        if not word.startswith("-") or word == "-":
+            words.append(word)
+            continue
         name, eq, value = word.partition("=")
         if word in _FLAGS:
             flags.add(word)
@@ -79,11 +86,11 @@ def run_direct(args: List[str]) -> Optional[int]:
             values[word] = rest.pop(0)
         else:
             return None
-    if len(rest) != 1:
+    if not words:
         return None
-    return check_command(rest[0], None, values.get("--site", ""), values.get("--app", ""),
-                         "--json" in flags, values.get("--abi-policy", ""),
-                         "--explain" in flags)
+    return check_command(words[0], words[1:], values.get("--site", ""),
+                         values.get("--app", ""), "--json" in flags,
+                         values.get("--abi-policy", ""), "--explain" in flags)
 
 
 def check_command(image: str, command: Optional[List[str]], site: str, app: str,
