@@ -274,3 +274,12 @@ def test_encode_refuses_what_decode_could_not_give_back() -> None:
         records.encode({"a": 1})
     with pytest.raises(TypeError, match="cannot encode"):
         records.encode(Bind(Path("/a"), "/b"))  # type: ignore[arg-type]
+
+
+def test_decode_as_gives_the_expected_record_or_none() -> None:
+    bind = Bind("/a", "/b")
+    classes = {"Bind": Bind, "Plan": Plan}
+    assert records.decode_as(records.encode(bind), classes, Bind) == bind
+    assert records.decode_as(records.encode(bind), classes, Plan) is None
+    assert records.decode_as({"Bind": ["/a"]}, classes, Bind) is None
+    assert records.decode_as(None, classes, Bind) is None

@@ -18,7 +18,7 @@ Type checkers see a frozen dataclass (``dataclass_transform``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
 
 if TYPE_CHECKING:
     from typing_extensions import dataclass_transform
@@ -281,6 +281,16 @@ def decode(data: Any, classes: Mapping[str, type]) -> Any:
             (spec.name, decode(item, classes)) for spec, item in zip(specs, values))
         return obj
     return data
+
+
+def decode_as(data: Any, classes: Mapping[str, type], expected: type[T]) -> Optional[T]:
+    """:func:`decode` for a cache reader: the ``expected`` record, or None when ``data`` is
+    not one (anything that does not fit is a miss, never an error)."""
+    try:
+        value = decode(data, classes)
+    except (ValueError, TypeError):
+        return None
+    return value if isinstance(value, expected) else None
 
 
 def layout(classes: Mapping[str, type]) -> str:

@@ -400,17 +400,6 @@ def _fresh_entry(cache: Any, key: str, kind: str, path: str) -> Optional[Dict[st
     return entry if fresh else None
 
 
-def _entry_facts(entry: Optional[Dict[str, Any]]) -> Optional[ImageFacts]:
-    """The facts an entry holds, or None when it holds none this version can read."""
-    if entry is None:
-        return None
-    try:
-        facts = records.decode(entry.get("record"), RECORDS)
-    except (ValueError, TypeError):
-        return None
-    return facts if isinstance(facts, ImageFacts) else None
-
-
 def facts_text(facts: ImageFacts) -> str:
     """``hpcrun inspect --json``'s output for ``facts``: facts_to_json, indented."""
     import json
@@ -437,16 +426,12 @@ def _inspect(image: str, app: Optional[Sequence[str]], use_cache: bool, want_tex
         # opens the file system, nor imports the image and ELF readers.
         kind, identity = image_identity(image)
         key = cache_key(identity, app)
-        if want_text and kind != "sandbox":
-            text = cache.get_text(key)
-            if text is not None:
-                return None, text
+        text = cache.get_text(key) if want_text else None
+        # A sandbox's text holds only while the files its facts came from are unchanged.
+        if text is not None and (kind != "sandbox" or _fresh_entry(cache, key, kind, image)):
+            return None, text
         entry = _fresh_entry(cache, key, kind, image)
-        if want_text and entry is not None:
-            text = cache.get_text(key)
-            if text is not None:
-                return None, text
-        facts = _entry_facts(entry)
+        facts = records.decode_as(entry.get("record"), RECORDS, ImageFacts) if entry else None
         if facts is not None:
             if not want_text:
                 return facts, ""

@@ -1,10 +1,10 @@
-"""ImageFacts <-> JSON, for the facts cache and ``hpcrun inspect --json``.
+"""ImageFacts <-> the JSON of ``hpcrun inspect --json`` (objects keyed by field name).
 
-Decoding follows the dataclasses' type hints, so fields added to the contract later are
-serialised without changes here.  ``facts_from_json`` is strict on purpose: any difference
-from the current shape (the ``version`` number, a missing or unknown key, a wrong type)
-gives None, so a cache entry written by another hpcrun version is ignored and recomputed
-instead of misread.
+The facts cache does not use this form (it stores :func:`hpcrun.records.encode`).
+Decoding follows the records' type hints, so fields added to the contract later are
+serialised without changes here.  ``facts_from_json`` reads that output back, strictly:
+any difference from the current shape (the ``version`` number, a missing or unknown key, a
+wrong type) gives None rather than facts that are misread.
 """
 
 from __future__ import annotations

@@ -352,15 +352,11 @@ def _load_cached(raw: bytes, text: str, file: str) -> Profile:
         key = f"profile-{sha256_hex(identity.encode())}-{sha256_hex(raw)}"
         entry = cache.get(key)
     except (ConfigError, OSError, ValueError, TypeError):
-        return profile_from_dict(_parse(text, file), file, text)
-    if entry is not None:
-        try:
-            cached = records.decode(entry.get("record"), RECORDS)
-        except (ValueError, TypeError):
-            cached = None
-        if isinstance(cached, Profile):
-            return records.replace(cached, source=file)
-    profile = profile_from_dict(_parse(text, file), file, text)
+        return loads_profile(text, file)
+    cached = records.decode_as(entry.get("record"), RECORDS, Profile) if entry else None
+    if cached is not None:
+        return records.replace(cached, source=file)
+    profile = loads_profile(text, file)
     try:
         cache.put(key, {"record": records.encode(records.replace(profile, source=""))})
     except (OSError, ValueError, TypeError):
