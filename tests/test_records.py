@@ -215,7 +215,7 @@ def _reachable_records(root: type) -> set:
         if cls in found:
             continue
         found.add(cls)
-        stack = list(typing.get_type_hints(cls).values())
+        stack = list(records.type_hints(cls).values())
         while stack:
             hint = stack.pop()
             if isinstance(hint, type) and records.is_record(hint):

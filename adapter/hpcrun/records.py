@@ -18,7 +18,12 @@ Type checkers see a frozen dataclass (``dataclass_transform``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
+    T = TypeVar("T")
+
 
 if TYPE_CHECKING:
     from typing_extensions import dataclass_transform
@@ -27,9 +32,6 @@ else:
     def dataclass_transform(**_: Any) -> Callable[[Any], Any]:
         """Run-time no-op: the marker only matters to type checkers."""
         return lambda decorated: decorated
-
-
-T = TypeVar("T")
 
 
 class _Missing:
@@ -124,6 +126,21 @@ def fields(class_or_instance: Any) -> Tuple[Field, ...]:
 def is_record(obj: Any) -> bool:
     """True for a record class or instance."""
     return hasattr(obj, "__record_fields__")
+
+
+def type_hints(cls: type) -> Dict[str, Any]:
+    """The evaluated field annotations of a record class (``typing.get_type_hints``).
+
+    Record modules import ``typing`` for type checkers only (at run time it would cost
+    every call a few ms), so the names their annotations use (``Optional``, ``Tuple`` ...)
+    are supplied here, on the rare paths that evaluate them.
+    """
+    import sys
+    import typing
+
+    names = dict(vars(typing))
+    names.update(vars(sys.modules[cls.__module__]))  # the module's own names win
+    return typing.get_type_hints(cls, localns=names)
 
 
 def replace(obj: T, **changes: Any) -> T:

@@ -133,3 +133,24 @@ def test_inspect_help_and_mistakes_still_go_through_typer(image: Path, tmp_path:
     assert "--no-cache" in out and "typer" in modules
     code, _out, modules = run_hpcrun(["inspect", "--bogus", str(image)], tmp_path, "bogus")
     assert code != 0 and "typer" in modules  # typer reads "--bogus" as the image
+
+
+# What a clean interpreter need not load for `hpcrun inspect --json` (each costs an
+# interpreter several ms): typing (hpcrun imports it for type checkers only), pathlib.
+INSPECT_AVOIDED = ("typing", "pathlib", *STDLIB_AVOIDED)
+
+
+def test_inspect_in_a_clean_interpreter_loads_no_typing_and_a_hit_no_re(
+        image: Path, tmp_path: Path) -> None:
+    code, cold_out, _cold = run_hpcrun(["inspect", "--json", str(image)], tmp_path, "cold",
+                                       no_site=True)
+    assert code == 0, cold_out
+    cold_added = added_by_hpcrun(tmp_path, "cold")
+    assert "hpcrun.image.squashfs" in cold_added  # the image was read in this interpreter
+    assert _loaded(cold_added, INSPECT_AVOIDED) == []
+    code, warm_out, _warm = run_hpcrun(["inspect", "--json", str(image)], tmp_path, "warm",
+                                       no_site=True)
+    assert code == 0 and warm_out == cold_out
+    warm_added = added_by_hpcrun(tmp_path, "warm")
+    assert "hpcrun.image.inspect" in warm_added
+    assert _loaded(warm_added, (*INSPECT_AVOIDED, "re", "functools", "contextlib")) == []

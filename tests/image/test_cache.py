@@ -119,8 +119,8 @@ def test_stale_temporary_files_are_removed(tmp_path: Path) -> None:
 
 
 def test_default_directory() -> None:
-    assert default_directory({"XDG_CACHE_HOME": "/x/y", "HOME": "/h"}) == Path("/x/y/hpcrun")
-    assert default_directory({"HOME": "/h"}) == Path("/h/.cache/hpcrun")
+    assert default_directory({"XDG_CACHE_HOME": "/x/y", "HOME": "/h"}) == "/x/y/hpcrun"
+    assert default_directory({"HOME": "/h"}) == "/h/.cache/hpcrun"
 
 
 def _worker(args: tuple) -> List[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from helpers.squashfs_trees import LIBDIR, build_tree, mksquashfs, regular_files, source_entries
 from hpcrun.errors import ImageError
-from hpcrun.image import compress
+from hpcrun.image import compress, squashfs
 from hpcrun.image.fs import FILE, SYMLINK, Node, Tree
 from hpcrun.image.squashfs import SquashfsBackend
 
@@ -197,3 +197,111 @@ def test_missing_zstd_package_is_a_clear_error(
     with pytest.raises(ImageError, match="zstd") as info:
         Tree(backend).listdir("/")
     assert str(image) in info.value.message and "zstandard" in info.value.hint
+
+
+# -- incremental decoding (gzip, xz, lzma) -------------------------------------------------
+
+
+def _drain(step: compress.Step, chunk: int) -> bytes:
+    out = b""
+    ended = False
+    while not ended:
+        more, ended = step(chunk)
+        assert len(more) <= chunk
+        out += more
+    return out
+
+
+@pytest.mark.parametrize("variant", ["gzip", "xz", "lzma"])
+def test_stepper_matches_whole_block_decoding(
+    variant: str, variant_image: Callable[[str], Path]
+) -> None:
+    """Decoding a real block in steps of any size gives the bytes of the one-shot decoder."""
+    raw, _block_size, plain = _first_data_block(variant_image(variant), "/data/big")
+    number = {"gzip": 1, "xz": 4, "lzma": 2}[variant]
+    for chunk in (1, 7, 1000, len(plain), len(plain) + 1):
+        step = compress.stepper(number, raw)
+        assert step is not None
+        assert _drain(step, chunk) == plain
+
+
+@pytest.mark.parametrize("variant", ["gzip", "xz", "lzma"])
+def test_stepper_on_damaged_blocks_raises_image_error(
+    variant: str, variant_image: Callable[[str], Path]
+) -> None:
+    """A truncated stream is reported once its bytes run out; damage never escapes as
+    anything but ImageError."""
+    raw, _block_size, _plain = _first_data_block(variant_image(variant), "/data/big")
+    number = {"gzip": 1, "xz": 4, "lzma": 2}[variant]
+    step = compress.stepper(number, raw[: len(raw) // 2])
+    assert step is not None
+    with pytest.raises(ImageError, match=f"corrupt {variant} data"):
+        _drain(step, 512)
+    for at in range(0, len(raw), max(1, len(raw) // 40)):
+        damaged = bytearray(raw)
+        damaged[at] ^= 0x5A
+        step = compress.stepper(number, bytes(damaged))
+        assert step is not None
+        try:
+            _drain(step, 512)
+        except ImageError:
+            pass
+
+
+def test_codecs_without_steps_decode_whole_blocks() -> None:
+    assert all(compress.stepper(number, b"") is None for number in (3, 5, 6))
+
+
+@pytest.mark.parametrize("variant", [name for name, _ in VARIANTS])
+def test_ranges_read_in_any_order_match_the_source(
+    variant: str, variant_image: Callable[[str], Path], small_source: Path
+) -> None:
+    """Reads that stop inside blocks, then go further, then back, give the file's bytes
+    (a partly decoded block grows; every codec, block size and fragment layout)."""
+    backend = SquashfsBackend(str(variant_image(variant)))
+    tree = Tree(backend)
+    for rel in ("/data/big", "/data/exact4097", "/data/exact4095"):
+        whole = (small_source / rel.lstrip("/")).read_bytes()
+        size = len(whole)
+        for offset, length in ((0, 64), (0, 40_000), (10, 5), (size - 3, 3), (size // 2, 1),
+                               (0, size), (size // 3, size), (1, 64)):
+            assert tree.read(rel, offset, length) == whole[offset : offset + length], (
+                rel, offset, length)
+    backend.close()
+
+
+def test_a_read_near_a_block_start_decodes_only_that_far(
+    variant_image: Callable[[str], Path], small_source: Path
+) -> None:
+    """With 1 MiB blocks, an ELF header read decodes tens of kB, not the whole block; the
+    rest is decoded when asked for, and the finished block replaces the partial one."""
+    backend = SquashfsBackend(str(variant_image("big-blocks")))
+    tree = Tree(backend)
+    whole = (small_source / "data/big").read_bytes()
+    assert len(whole) > 256 << 10
+    assert tree.read("/data/big", 0, 64) == whole[:64]
+    (entry,) = backend._data_cache.values()
+    assert isinstance(entry, squashfs._Partial) and 0 < len(entry.data) < 256 << 10
+    assert tree.read("/data/big", 200_000, 10) == whole[200_000:200_010]
+    assert tree.read("/data/big") == whole
+    assert all(isinstance(v, bytes) for v in backend._data_cache.values())
+    backend.close()
+
+
+def test_a_block_that_inflates_too_far_is_caught_when_it_completes(tmp_path: Path) -> None:
+    """A partly decoded block is checked like a whole one once it is read to its end."""
+    source = tmp_path / "root"
+    source.mkdir()
+    text = b"a line of text that compresses very well\n" * 50_000  # 2 MB: two 1 MiB blocks
+    (source / "text").write_bytes(text)
+    image = mksquashfs(source, tmp_path / "one.sqfs", "-comp", "gzip", "-b", "1M")
+    backend = SquashfsBackend(str(image))
+    node = Tree(backend).lookup("/text")
+    assert node is not None
+    backend._load_blocks(_h(node))
+    pos = _h(node).offsets[0]
+    backend.block_size = 64 << 10  # the block inflates beyond this, as a bomb would
+    assert backend.read(node, 0, 16) == text[:16]
+    with pytest.raises(ImageError, match=f"data block at offset {pos}: .*more than 65536"):
+        backend.read(node, 0, 100_000)
+    backend.close()

@@ -192,7 +192,7 @@ def test_a_corrupt_entry_is_ignored(tree: Path, cache: FactsCache, reads: List[s
     assert reads  # walked again
     cache.put(key, dict(entry, value=dict(entry["value"], elf_class="64")))
     assert _cached(tree, cache) == good
-    cache._path(key).write_bytes(b"{not json")
+    Path(cache._path(key)).write_bytes(b"{not json")
     del reads[:]
     assert _cached(tree, cache) == good
     assert reads

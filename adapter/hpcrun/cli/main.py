@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, List, Optional
 
 from hpcrun.errors import HpcrunError
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
 
 SUBCOMMANDS = ("site", "inspect", "check", "env", "module")
 

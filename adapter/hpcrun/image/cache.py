@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar, Union
+    T = TypeVar("T")
+    Signature = List[Any]
+    PathArg = Union[str, os.PathLike[str]]  # a str or a pathlib.Path
 
 CACHE_FORMAT = 1
 MAX_ENTRIES = 512
 MAX_BYTES = 64 << 20
 SUFFIX = ".json"
 TEXT_SUFFIX = ".txt"
-
 
 
 def sha256_hex(data: bytes) -> str:
@@ -48,13 +53,13 @@ def _debug(message: str, *args: object) -> None:
     logging.getLogger(__name__).debug(message, *args)
 
 
-def default_directory(environ: Optional[Dict[str, str]] = None) -> Path:
+def default_directory(environ: Optional[Dict[str, str]] = None) -> str:
     """``$XDG_CACHE_HOME/hpcrun``, or ``~/.cache/hpcrun``."""
     env = os.environ if environ is None else environ
     base = env.get("XDG_CACHE_HOME") or os.path.join(
         env.get("HOME") or os.path.expanduser("~"), ".cache"
     )
-    return Path(base) / "hpcrun"
+    return os.path.join(base, "hpcrun")
 
 
 class FactsCache:
@@ -62,18 +67,19 @@ class FactsCache:
 
     def __init__(
         self,
-        directory: Optional[Path] = None,
+        directory: Optional[PathArg] = None,
         max_entries: int = MAX_ENTRIES,
         max_bytes: int = MAX_BYTES,
     ) -> None:
-        self.directory = Path(directory) if directory is not None else default_directory()
+        # A str, not a pathlib.Path: importing pathlib costs a cache hit more than the hit.
+        self.directory = os.fspath(directory) if directory is not None else default_directory()
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._disabled = False
 
-    def _path(self, key: str, suffix: str = SUFFIX) -> Path:
+    def _path(self, key: str, suffix: str = SUFFIX) -> str:
         digest = sha256_hex(key.encode("utf-8", "surrogatepass"))
-        return self.directory / (digest + suffix)
+        return os.path.join(self.directory, digest + suffix)
 
     def get(self, key: str) -> Optional[dict]:
         """The value stored for ``key``, or None (absent, corrupt, foreign or old format)."""
@@ -123,15 +129,18 @@ class FactsCache:
             return
         self._write(self._path(key), data)
 
-    def _write(self, path: Path, data: bytes) -> None:
-        """Write ``data`` to ``path`` through a temporary file and a rename."""
+    def _write(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` through a temporary file and a rename.
+
+        The temporary name is unique per process and write (pid + 48 random bits) and is
+        created with O_EXCL, as ``tempfile.mkstemp`` would (whose import costs more).
+        """
         if self._disabled:
             return
-        import tempfile  # only writers need it (a cache hit does not)
-
+        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{os.urandom(6).hex()}{SUFFIX}")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.directory)
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             self._disabled = True
             _debug("hpcrun cache disabled: %s: %s", self.directory, exc)
@@ -215,14 +224,11 @@ class FactsCache:
 # mtime telling (coarse time stamps): such values are not stored.
 RACY_NS = 2_000_000_000
 
-T = TypeVar("T")
-Signature = List[Any]
 
-
-def stat_signature(root: Path, paths: Sequence[str]) -> Signature:
+def stat_signature(root: PathArg, paths: Sequence[str]) -> Signature:
     """``[path, [inode, size, mtime_ns] or None]`` for each host path under ``root`` (stat
     follows links; None for a path that does not exist)."""
-    base = str(root).rstrip("/")
+    base = os.fspath(root).rstrip("/")
     out: Signature = []
     for path in paths:
         try:
@@ -234,7 +240,7 @@ def stat_signature(root: Path, paths: Sequence[str]) -> Signature:
     return out
 
 
-def signature_matches(root: Path, signature: Any) -> bool:
+def signature_matches(root: PathArg, signature: Any) -> bool:
     """Whether every path of a stored :func:`stat_signature` still stats the same."""
     if not isinstance(signature, list) or not signature:
         return False
@@ -254,7 +260,7 @@ def user_cache() -> Optional[FactsCache]:
         return None
 
 
-def remembered(key: str, root: Path, walk: Callable[[Set[str]], Tuple[T, bool]],
+def remembered(key: str, root: PathArg, walk: Callable[[Set[str]], Tuple[T, bool]],
                to_json: Callable[[T], Any], from_json: Callable[[Any], Optional[T]],
                cache: Optional[FactsCache] = None) -> T:
     """``walk``'s value, from ``cache`` (the user's by default) while nothing it consulted

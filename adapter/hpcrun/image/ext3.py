@@ -13,10 +13,15 @@ import functools
 import os
 import stat
 import struct
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from hpcrun.errors import ImageError
 from hpcrun.image.fs import DIR, FILE, OTHER, SYMLINK, Node
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+    _T = TypeVar("_T")
 
 EXT_MAGIC = 0xEF53
 SUPERBLOCK_OFFSET = 1024
@@ -53,8 +58,6 @@ INLINE_DATA_FL = 0x10000000
 EXTENT_MAGIC = 0xF30A
 MAX_EXTENT_DEPTH = 5
 MAX_READ = 1 << 31  # one read call never allocates more than this (corrupt sizes)
-
-_T = TypeVar("_T")
 
 
 def _guard(method: Callable[..., _T]) -> Callable[..., _T]:

@@ -11,10 +11,14 @@ that upper layers shadow lower ones (SIF overlay partitions).
 from __future__ import annotations
 
 import io
-from typing import Any, BinaryIO, List, Optional, Protocol, Sequence, Tuple, cast
 
 from hpcrun.errors import ImageError
 from hpcrun.records import record
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, List, Optional, Protocol, Sequence, Tuple
 
 MAX_SYMLINKS = 40  # Linux's limit (ELOOP)
 
@@ -36,20 +40,25 @@ class Node:
     whiteout: bool = False  # an overlay whiteout (char device 0:0): the name is deleted
 
 
-class Backend(Protocol):
-    """What an image format implements.  Names are single path components."""
+if TYPE_CHECKING:
 
-    name: str  # for messages: the image file and partition
+    class Backend(Protocol):
+        """What an image format implements.  Names are single path components."""
 
-    def root(self) -> Node: ...
+        name: str  # for messages: the image file and partition
 
-    def child(self, directory: Node, name: str) -> Optional[Node]: ...
+        def root(self) -> Node: ...
 
-    def readlink(self, node: Node) -> str: ...
+        def child(self, directory: Node, name: str) -> Optional[Node]: ...
 
-    def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes: ...
+        def readlink(self, node: Node) -> str: ...
 
-    def listdir(self, directory: Node) -> List[str]: ...
+        def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes: ...
+
+        def listdir(self, directory: Node) -> List[str]: ...
+
+else:
+    Backend = object  # a structural type: only type checkers look inside
 
 
 class NodeReader(io.RawIOBase):
@@ -240,7 +249,8 @@ class Overlay:
         return self._wrap([f for f in found if f[1].kind == DIR])
 
     def _leaf(self, node: Node) -> Tuple[Backend, Node]:
-        index, inner = cast(Tuple[int, Node], node.ref)
+        ref: Tuple[int, Node] = node.ref  # type: ignore[assignment]  # (layer index, layer node)
+        index, inner = ref
         return self.layers[index], inner
 
     def readlink(self, node: Node) -> str:

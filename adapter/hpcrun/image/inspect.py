@@ -10,10 +10,7 @@ what the application command is.  Results are cached by image identity.
 
 from __future__ import annotations
 
-import functools
 import posixpath
-import re
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Pattern, Sequence, Tuple
 
 from hpcrun import __version__, records
 from hpcrun.errors import HpcrunError
@@ -25,6 +22,11 @@ from hpcrun.image.facts import (
     MpiLibrary,
     VersionDefs,
 )
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Pattern, Sequence, Tuple
 
 # A launch with the facts cached needs none of the readers: they are imported by the
 # functions that read a tree (see inspect_tree), not here.
@@ -63,9 +65,10 @@ _GLIBC_VERSION = r"^GLIBC_(\d+(?:\.\d+)+)$"
 _MUSL_VERSION = rb"\0(1\.\d+\.\d+)\0"
 
 
-@functools.cache
 def _rx(pattern: Any) -> Pattern[Any]:
-    """``pattern`` compiled at first use: a launch served from the cache compiles none."""
+    """``pattern`` compiled at first use (``re`` keeps it): a cache hit imports no ``re``."""
+    import re
+
     return re.compile(pattern)
 
 
@@ -108,7 +111,7 @@ def _elf(tree: Tree, path: str) -> ElfInfo:
 
 
 def _version_key(text: str) -> Tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text))
+    return tuple(int(p) for p in _rx(r"\d+").findall(text))
 
 
 class _Finder:
@@ -175,7 +178,7 @@ def _libc(tree: Tree, finder: _Finder, warnings: List[str]) -> Libc:
         if not _is_dir(tree, directory):
             continue
         for name in tree.listdir(directory):
-            if re.match(r"^ld-musl-[\w-]+\.so\.1$", name):
+            if _rx(r"^ld-musl-[\w-]+\.so\.1$").match(name):
                 musl = posixpath.join(directory, name)
                 return Libc("musl", _musl_version(tree, musl), musl)
     return Libc()
@@ -209,13 +212,13 @@ def _cuda_runtime(
     best = ""
     for path in paths:
         name = posixpath.basename(tree.realpath(path))
-        match = re.search(r"libcudart\.so\.(\d+)(?:\.(\d+))?", name)
+        match = _rx(r"libcudart\.so\.(\d+)(?:\.(\d+))?").search(name)
         if match:
             found = match.group(1) + ("." + match.group(2) if match.group(2) else "")
             if len(found) > len(best):
                 best = found
     env = dict(environment).get("CUDA_VERSION", "")
-    env_match = re.match(r"^(\d+)\.(\d+)", env)
+    env_match = _rx(r"^(\d+)\.(\d+)").match(env)
     if env_match and (not best or "." not in best) and (not best or env_match.group(1) == best):
         return f"{env_match.group(1)}.{env_match.group(2)}"
     return best
@@ -225,14 +228,14 @@ def _rocm(tree: Tree, libraries: Sequence[Tuple[str, str]]) -> str:
     versions = []
     if _is_dir(tree, "/opt"):
         for name in tree.listdir("/opt"):
-            match = re.match(r"^rocm-(\d+(?:\.\d+)*)$", name)
+            match = _rx(r"^rocm-(\d+(?:\.\d+)*)$").match(name)
             if match:
                 versions.append(match.group(1))
     if versions:
         return max(versions, key=_version_key)
     text = _read_text(tree, "/opt/rocm/.info/version")
-    if text and re.match(r"^\d+(\.\d+)*", text.strip()):
-        return re.match(r"^\d+(\.\d+)*", text.strip()).group(0)  # type: ignore[union-attr]
+    if text and _rx(r"^\d+(\.\d+)*").match(text.strip()):
+        return _rx(r"^\d+(\.\d+)*").match(text.strip()).group(0)  # type: ignore[union-attr]
     if _is_dir(tree, "/opt/rocm") or any(s.startswith("libamdhip64.so") for s, _ in libraries):
         return "present"
     return ""

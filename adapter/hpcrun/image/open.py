@@ -18,23 +18,16 @@ launches anyway.
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import stat
-from typing import (
-    TYPE_CHECKING,
-    Dict,
-    List,
-    Mapping,
-    NamedTuple,
-    Optional,
-    Pattern,
-    Sequence,
-    Tuple,
-)
 
 from hpcrun.errors import EncryptedImageError, ImageError
+from hpcrun.records import record
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Pattern, Sequence, Tuple
 
 # The file-system layer is imported by the functions that open one: a cache hit needs
 # only image_identity (a stat and, for a SIF, its header).
@@ -64,7 +57,8 @@ class UncheckedImage(ImageError):
     """
 
 
-class OpenedImage(NamedTuple):
+@record
+class OpenedImage:
     """An image opened for reading.
 
     ``kind``: sif, squashfs, ext3 or sandbox.  ``identity``: a string that changes when the
@@ -138,10 +132,11 @@ def _cache_roots(environ: Mapping[str, str]) -> List[str]:
 _DIGEST = r"sha256[:.]([0-9a-f]{64})"
 
 
-@functools.cache
-def _rx(pattern: str, flags: int = 0) -> Pattern[str]:
-    """``pattern`` compiled at first use: the launch path (a cache hit) compiles none."""
-    return re.compile(pattern, flags)
+def _rx(pattern: str, dotall: bool = False) -> Pattern[str]:
+    """``pattern`` compiled at first use (``re`` keeps it): a cache hit imports no ``re``."""
+    import re
+
+    return re.compile(pattern, re.S if dotall else 0)
 
 
 def find_cached_sif(uri: str, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
@@ -639,7 +634,7 @@ def parse_env_script(text: str, env: Optional[Dict[str, str]] = None) -> Dict[st
             continue
         if not all(applies for applies, _ in branches):
             continue
-        m = _rx(_ASSIGN, re.S).match(line)
+        m = _rx(_ASSIGN, dotall=True).match(line)
         if m is None:
             continue
         while m is not None:
@@ -651,7 +646,7 @@ def parse_env_script(text: str, env: Optional[Dict[str, str]] = None) -> Dict[st
             tail = rest[end:]
             if not tail[:1].isspace():
                 break
-            m = _rx(_ASSIGN, re.S).match(tail.lstrip())
+            m = _rx(_ASSIGN, dotall=True).match(tail.lstrip())
     return env
 
 

@@ -9,12 +9,13 @@ wrong type) gives None rather than facts that are misread.
 
 from __future__ import annotations
 
-import typing
-from typing import Any, Dict, Optional, Union
-
 from hpcrun import records
 from hpcrun.image.facts import FACTS_VERSION, ImageFacts
 from hpcrun.jsondata import to_plain
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 
 class _Mismatch(Exception):
@@ -30,6 +31,8 @@ def facts_to_json(facts: ImageFacts) -> Dict[str, Any]:
 
 def _decode(value: Any, hint: Any) -> Any:
     """``value`` (parsed JSON) as the type ``hint``; _Mismatch when it does not fit."""
+    import typing  # only reading JSON back needs it (facts_to_json does not)
+
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if hint is str or hint is int or hint is bool:
@@ -44,7 +47,7 @@ def _decode(value: Any, hint: Any) -> Any:
         if len(value) != len(args):
             raise _Mismatch
         return tuple(_decode(v, a) for v, a in zip(value, args))
-    if origin is Union:
+    if origin is typing.Union:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
@@ -54,7 +57,7 @@ def _decode(value: Any, hint: Any) -> Any:
     if isinstance(hint, type) and records.is_record(hint):
         if not isinstance(value, dict):
             raise _Mismatch
-        hints = typing.get_type_hints(hint)
+        hints = records.type_hints(hint)
         fields = records.fields(hint)
         if set(value) != {f.name for f in fields}:
             raise _Mismatch

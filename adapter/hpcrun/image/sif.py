@@ -11,9 +11,14 @@ from __future__ import annotations
 import os
 import struct
 import time
-from typing import BinaryIO, Dict, List, NamedTuple, Optional, Tuple
 
 from hpcrun.errors import ImageError
+from hpcrun.records import record
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Dict, List, Optional, Tuple
 
 SIF_MAGIC = b"SIF_MAGIC\x00"
 MAGIC_OFFSET = 32
@@ -168,7 +173,8 @@ def format_time(seconds: int) -> str:
         return str(seconds)
 
 
-class SifHeader(NamedTuple):
+@record
+class SifHeader:
     """The SIF global header (first 128 bytes)."""
 
     launch_script: str
@@ -196,7 +202,8 @@ class SifHeader(NamedTuple):
         return self.uuid != NIL_UUID
 
 
-class PartitionInfo(NamedTuple):
+@record
+class PartitionInfo:
     """The descriptor extra of a partition object."""
 
     fstype: int
@@ -224,7 +231,8 @@ class PartitionInfo(NamedTuple):
         return self.fstype in ENCRYPTED_FSTYPES
 
 
-class SignatureInfo(NamedTuple):
+@record
+class SignatureInfo:
     """The descriptor extra of a signature object: hash type and signing key fingerprint."""
 
     hash_type: int
@@ -236,7 +244,8 @@ class SignatureInfo(NamedTuple):
         return HASH_NAMES.get(self.hash_type, "Unknown")
 
 
-class CryptoMessageInfo(NamedTuple):
+@record
+class CryptoMessageInfo:
     """The descriptor extra of a cryptographic message object."""
 
     format_type: int
@@ -253,7 +262,8 @@ class CryptoMessageInfo(NamedTuple):
         return CRYPTO_MESSAGE_NAMES.get(self.message_type, "Unknown")
 
 
-class SifDescriptor(NamedTuple):
+@record
+class SifDescriptor:
     """One used data object descriptor, with its type-specific extra decoded."""
 
     datatype: int
@@ -302,7 +312,8 @@ class SifDescriptor(NamedTuple):
         return self.offset + self.size
 
 
-class SifImage(NamedTuple):
+@record
+class SifImage:
     """A parsed SIF file: its header and its used descriptors, in table order."""
 
     path: str

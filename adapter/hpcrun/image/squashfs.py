@@ -29,10 +29,17 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from hpcrun.errors import EnvironmentNotFoundError, HpcrunError, ImageError
 from hpcrun.image.fs import DIR, FILE, OTHER, SYMLINK, Node
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:
+    from hpcrun.image.compress import Step
 
 MAGIC = 0x73717368  # "hsqs"
 MAGIC_BIG_ENDIAN = 0x68737173  # "sqsh": squashfs 1-3 on big-endian machines
@@ -58,7 +65,8 @@ _U32X2 = struct.Struct("<II")
 _U64 = struct.Struct("<Q")
 
 _META_CACHE = 256  # decompressed metadata blocks kept (at most 2 MiB)
-_DATA_CACHE = 8  # decompressed data/fragment blocks kept
+_DATA_CACHE = 32  # decompressed data/fragment blocks kept (at most 32 blocks' bytes)
+_STEP = 32 << 10  # partly decoded blocks grow by this much at least
 _CHUNK_CACHE = 256  # decoded parts of directory listings kept (name -> inode reference)
 _INODE_CACHE = 4096  # parsed inodes kept
 
@@ -147,6 +155,17 @@ class _File:
         self.offsets: Optional[List[int]] = None
 
 
+class _Partial:
+    """A data block decoded only as far as reads have needed (see ``_data_block``)."""
+
+    __slots__ = ("data", "ended", "step")
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        self.data = b""
+        self.ended = False
+
+
 class _Leaf:
     """A symbolic link (``target``) or a device/fifo/socket (``rdev``)."""
 
@@ -188,7 +207,7 @@ class SquashfsBackend:
         self.name = name or (path if offset == 0 else f"{path} (squashfs at offset {offset})")
         self._base = offset
         self._meta_cache: Dict[int, Tuple[bytes, int]] = {}
-        self._data_cache: Dict[int, bytes] = {}
+        self._data_cache: Dict[int, Union[bytes, _Partial]] = {}
         self._frag_index: Dict[int, int] = {}
         self._codec: Optional[Callable[[bytes, int], bytes]] = None
         self._root: Optional[Node] = None
@@ -649,7 +668,11 @@ class SquashfsBackend:
             first = index * bs
             if index < f.nblocks:
                 data = self._data_block(
-                    f.offsets[index], f.words[index], min(bs, f.size - first), "data block"
+                    f.offsets[index],
+                    f.words[index],
+                    min(bs, f.size - first),
+                    "data block",
+                    min(end - first, bs),
                 )
             else:
                 data = self._tail(f)
@@ -676,8 +699,15 @@ class SquashfsBackend:
         f.words = words
         f.offsets = offsets
 
-    def _data_block(self, pos: int, word: int, expected: int, what: str) -> bytes:
-        """A decompressed data or fragment block (``expected`` bytes; -1: up to a block)."""
+    def _data_block(
+        self, pos: int, word: int, expected: int, what: str, need: int = -1
+    ) -> bytes:
+        """A decompressed data or fragment block (``expected`` bytes; -1: up to a block).
+
+        With ``need`` >= 0 only the first ``need`` bytes must be there: gzip, xz and lzma
+        blocks are then decoded that far (and on, by later reads), so the result may be
+        shorter than the block.
+        """
         stored = word & ~DATA_UNCOMPRESSED
         if stored == 0:
             if expected < 0:
@@ -691,16 +721,51 @@ class SquashfsBackend:
             if word & DATA_UNCOMPRESSED:
                 hit = raw
             else:
-                hit = self._decompress(raw, self.block_size, pos, what)
+                from hpcrun.image.compress import stepper
+
+                step = stepper(self.compression, raw) if need >= 0 else None
+                if step is None:
+                    hit = self._decompress(raw, self.block_size, pos, what)
+                else:
+                    hit = _Partial(step)
             cache = self._data_cache
             if len(cache) >= _DATA_CACHE:
                 del cache[next(iter(cache))]
             cache[pos] = hit
+        if isinstance(hit, _Partial):
+            hit = self._grow(hit, pos, expected, what, need)
+            if isinstance(hit, _Partial):
+                return hit.data
         if expected >= 0 and len(hit) != expected:
             raise self._corrupt(
                 f"{what} at offset {pos} holds {len(hit)} bytes, expected {expected}"
             )
         return hit
+
+    def _grow(
+        self, part: _Partial, pos: int, expected: int, what: str, need: int
+    ) -> Union[bytes, _Partial]:
+        """Decode ``part`` to at least ``need`` bytes (all when -1): the whole block as
+        bytes once it is complete (the cache then holds it), else ``part`` itself."""
+        limit = self.block_size
+        target = limit if need < 0 else min(limit, -(-need // _STEP) * _STEP)
+        data = part.data
+        try:
+            while len(data) < target and not part.ended:
+                more, part.ended = part.step(target - len(data))
+                data += more
+            if not part.ended and len(data) >= limit:
+                more, part.ended = part.step(1)  # the stream must end at a block
+                if more:
+                    raise ImageError(f"corrupt data: decompresses to more than {limit} bytes")
+        except ImageError as exc:
+            self._data_cache.pop(pos, None)
+            raise self._corrupt(f"{what} at offset {pos}: {exc.message}") from None
+        part.data = data
+        if not part.ended:
+            return part
+        self._data_cache[pos] = data
+        return data
 
     def _tail(self, f: _File) -> bytes:
         """The end of a file stored in a fragment block."""
@@ -718,8 +783,8 @@ class SquashfsBackend:
             self._frag_index[group] = ptr
         raw, _, _ = self._meta(ptr, (index % 512) * 16, 16, self.frag_table)
         start, word, _unused = _FRAGMENT.unpack(raw)
-        data = self._data_block(start, word, -1, "fragment block")
         tail = f.size % self.block_size
+        data = self._data_block(start, word, -1, "fragment block", f.frag_off + tail)
         if f.frag_off + tail > len(data):
             raise self._corrupt(
                 f"file inode {f.ref:#x}: its tail ({tail} bytes at {f.frag_off}) lies "

@@ -7,7 +7,11 @@ milliseconds), and the launch path only needs this one function of it.
 from __future__ import annotations
 
 import os
-from typing import Optional
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 def _executable(path: str) -> bool:

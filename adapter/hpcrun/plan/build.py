@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hpcrun import records
 from hpcrun.host.facts import HostFacts
@@ -49,6 +48,11 @@ from hpcrun.plan.model import (
 )
 from hpcrun.profiles.model import Profile
 from hpcrun.resolve.hostlibs import PLUGIN_DIRS, plugin_subdir
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 GPU_FLAGS = ("--nv", "--nvccli", "--rocm")
 # The image's own library directories: nothing of the host may be bound over them.

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 from hpcrun.profiles.model import Profile
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 GLOB_CHARS = "*?["
 

@@ -16,7 +16,6 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from hpcrun.errors import HpcrunError, UsageError
 from hpcrun.profiles.model import (
@@ -32,7 +31,12 @@ from hpcrun.profiles.model import (
 )
 from hpcrun.records import record, replace
 
-Runner = Callable[[Sequence[str]], Optional[str]]
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+    Runner = Callable[[Sequence[str]], Optional[str]]
+
 
 GUESS = "GUESS: "
 PARALLEL_FS = ("lustre", "gpfs", "beegfs", "nfs", "nfs4", "ceph", "panfs", "wekafs")

@@ -54,7 +54,7 @@ def field_types(cls: type) -> Dict[str, Any]:
     """The evaluated type hints of a profile dataclass (cached)."""
     hints = _HINTS.get(cls)
     if hints is None:
-        hints = typing.get_type_hints(cls)
+        hints = records.type_hints(cls)
         _HINTS[cls] = hints
     return hints
 

@@ -7,11 +7,14 @@ hold any bytes (see :func:`hpcrun.render.snippets.lua_quote`).
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
-
 from hpcrun import __version__
 from hpcrun.render.shell import sh_quote
 from hpcrun.render.snippets import lua_quote, render
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Sequence, Tuple
 
 
 def _long_string(text: str) -> str:

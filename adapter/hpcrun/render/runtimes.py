@@ -35,7 +35,7 @@ Charliecloud (``ch-run``)
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple
 
 from hpcrun.plan.model import (
     ERROR,
@@ -48,6 +48,11 @@ from hpcrun.plan.model import (
     Plan,
     Stage,
 )
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 
 class RuntimeSyntax(NamedTuple):

@@ -7,9 +7,13 @@ to a person.  Never used to *run* anything: hpcrun execs argv vectors, not shell
 from __future__ import annotations
 
 import re
-from typing import Iterable
 
 from hpcrun.errors import UsageError
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable
 
 # Characters no POSIX shell (sh, dash, bash, zsh) treats specially anywhere in a word, and
 # ``=`` after the first character.  A leading ``~`` is tilde-expanded, zsh expands a leading

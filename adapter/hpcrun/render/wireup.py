@@ -31,12 +31,16 @@ may remove.
 from __future__ import annotations
 
 import re
-from typing import Iterable, List, Tuple
 
 from hpcrun.errors import ConfigError, UsageError
 from hpcrun.plan.model import INFO, WARNING, Contribution, Diagnostic, Request
 from hpcrun.profiles.model import Profile
 from hpcrun.render.runtimes import EVALUATED_CHARS
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, List, Tuple
 
 # Name patterns (shell globs) always forwarded: per-rank wire-up of Slurm, PMI-1/2, PMIx,
 # Open MPI and PRRTE, HPE/Cray PALS, and the GPUs Slurm assigns to each task.

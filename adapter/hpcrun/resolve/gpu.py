@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import List, Optional, Tuple
 
 from hpcrun.errors import UsageError
 from hpcrun.host.facts import HostFacts
@@ -37,6 +36,11 @@ from hpcrun.image.facts import ImageFacts
 from hpcrun.plan.model import INFO, WARNING, Bind, Contribution, Diagnostic, Flag, Request
 from hpcrun.profiles.model import Profile
 from hpcrun.resolve.cuda import check_driver, image_cuda_version
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 CUDA_LIBRARY_STEMS = ("libcudart.so", "libcublas.so")
 ROCM_LIBRARY_STEMS = ("libamdhip64.so", "libhipblas.so", "librocblas.so", "libhsa-runtime64.so")

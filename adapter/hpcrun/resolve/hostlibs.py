@@ -26,7 +26,11 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Pattern, Set, Tuple
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Pattern, Set, Tuple
 
 _GLIBC_PATTERNS = (
     "libc.so.*", "libm.so.*", "libpthread.so.*", "libdl.so.*", "librt.so.*", "libutil.so.*",

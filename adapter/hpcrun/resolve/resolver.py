@@ -18,7 +18,7 @@ import glob as globmod
 import os
 import posixpath
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import NamedTuple
 
 from hpcrun.errors import ElfError
 from hpcrun.host.facts import HostFacts
@@ -38,10 +38,14 @@ from hpcrun.profiles.model import Mpi, Profile
 from hpcrun.resolve import families, hostlibs, verdict
 from hpcrun.resolve.closure import ROOT, Closure, HostLibrary, cached_host_closure, host_closure
 
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+    Reader = Callable[[str], "ElfInfo"]
+
 if TYPE_CHECKING:
     from hpcrun.elf.model import ElfInfo
-
-Reader = Callable[[str], "ElfInfo"]
 
 
 def _reader(reader: Optional[Reader]) -> Reader:

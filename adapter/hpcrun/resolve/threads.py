@@ -26,13 +26,18 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
+from typing import NamedTuple
 
 from hpcrun.errors import UsageError
 from hpcrun.host.facts import HostFacts
 from hpcrun.plan.model import INFO, WARNING, Contribution, Diagnostic, EnvVar, Request
 from hpcrun.profiles.model import Profile
 from hpcrun.render.wireup import cleanenv_active
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Sequence, Tuple
 
 # srun short options that take a value (the rest of the token or the next token).
 _SRUN_VALUE_SHORT = "ABCDGJLMNSTWbcdeimnopqrtwx"

