@@ -5,6 +5,11 @@
 * The package is byte-compiled first (``compileall``), as ``pip install`` does.  With
   PYTHONDONTWRITEBYTECODE set (as on the development machine) an editable install would
   otherwise recompile every module on every run, which no installed hpcrun does.
+* ``venv_hpcrun()`` installs this checkout into a virtual environment under
+  ``benchmarks/out/`` (once), the way a site installs a Python tool for a module.  A venv
+  runs none of the base interpreter's ``.pth`` start-up hooks: this sandbox's import
+  certifi at every interpreter start (40-60 ms that no cluster's Python pays), so whole-
+  process figures taken in the venv show what users of an installed hpcrun wait for.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
+
+OUT = Path(__file__).resolve().parent / "out"
+VENV = OUT / "venv-hpcrun"
 
 
 def hpcrun_program() -> str:
@@ -30,3 +39,27 @@ def compile_package() -> Path:
     package = Path(hpcrun.__file__).parent
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
     return package
+
+
+def venv_hpcrun() -> Optional[str]:
+    """``hpcrun`` installed from this checkout in a venv under benchmarks/out (built once;
+    ``pip install --no-deps -e``: the measured paths need only the standard library), or
+    None when the venv cannot be made here."""
+    program = VENV / "bin" / "hpcrun"
+    python = VENV / "bin" / "python"
+    checkout = Path(__file__).resolve().parent.parent
+    marker = VENV / "checkout"
+    # Reinstalled when the checkout or its packaging changes (the command is a script).
+    stamp = f"{checkout}\n{(checkout / 'pyproject.toml').read_text()}"
+    if program.exists() and marker.exists() and marker.read_text() == stamp:
+        return str(program)
+    try:
+        shutil.rmtree(VENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e",
+                        str(checkout)], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"no venv install measured: {exc}", file=sys.stderr)
+        return None
+    marker.write_text(stamp)
+    return str(program)

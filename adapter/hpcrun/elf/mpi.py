@@ -19,13 +19,13 @@ import re
 from collections import Counter
 
 from hpcrun.elf.model import ElfInfo
-from hpcrun.elf.reader import dynamic_symbols, iter_rodata
+from hpcrun.elf.reader import defined_symbols, iter_rodata, symbol_strings
 from hpcrun.image.facts import MpiLibrary
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO, Callable, Dict, Optional, Tuple
+    from typing import BinaryIO, Callable, Dict, Optional, Tuple, Union
     StreamOpener = Callable[[], BinaryIO]
 
 MPICH = "mpich"
@@ -153,16 +153,26 @@ def openmpi_series_from_filename(name: str) -> str:
     return _OMPI_SERIES.get((int(match.group(1)), int(match.group(2))), "")
 
 
-# Version candidates by kind: the pattern and the group holding the version.
-_PATTERNS: Dict[str, Tuple[re.Pattern[bytes], int]] = {
-    "mpich": (_MPICH_VERSION, 2),
-    "cray": (_CRAY_VERSION, 1),
-    "mvapich": (_MVAPICH_VERSION, 1),
-    "intel": (_INTEL_VERSION, 1),
-    "ompi": (_OMPI_VERSION, 1),
-    "repo": (_OMPI_REPO, 1),
-    "literal": (_LITERAL_MPICH, 1),
+# Every _MPICH_VERSION match holds this, and starts at the NUL before it: searching for it
+# first is several times faster than running the pattern at every NUL of .rodata.
+_MPICH_ABI_TAIL = re.compile(rb":\d+:\d+\0")
+
+# Version candidates by kind: the pattern, the group holding the version, and where matches
+# can start: the literal text every match starts with, or a pattern every match holds right
+# after its leading NUL (b"": anywhere, the pattern runs over all of .rodata).
+_PATTERNS: Dict[str, Tuple[re.Pattern[bytes], int, Union[bytes, re.Pattern[bytes]]]] = {
+    "mpich": (_MPICH_VERSION, 2, _MPICH_ABI_TAIL),
+    "cray": (_CRAY_VERSION, 1, b"CRAY MPICH version "),
+    "mvapich": (_MVAPICH_VERSION, 1, b"MVAPICH"),
+    "intel": (_INTEL_VERSION, 1, b""),
+    "ompi": (_OMPI_VERSION, 1, b""),
+    "repo": (_OMPI_REPO, 1, b""),
+    "literal": (_LITERAL_MPICH, 1, b"MPICH Version:"),
 }
+
+# The version strings MPI libraries export as data symbols (read directly when present).
+_EXPORTED = ("ompi_version_string", "MPII_Version_string", "MPIR_Version_string")
+_VERSION_TEXT = re.compile(r"^\d+\.\d+(?:\.\d+)*(?:(?:a|b|rc|p)\d+)?$")
 
 
 def _scan(stream: BinaryIO, path: str) -> Tuple[Dict[str, int], Callable[[str], Counter]]:
@@ -183,9 +193,24 @@ def _scan(stream: BinaryIO, path: str) -> Tuple[Dict[str, int], Callable[[str], 
                     banners[implementation] = offset + at
 
     def count(kind: str) -> Counter:
-        pattern, group = _PATTERNS[kind]
+        pattern, group, anchor = _PATTERNS[kind]
         found: Dict[int, str] = {}  # by absolute offset: chunks overlap a little
         for offset, chunk in chunks:
+            if isinstance(anchor, bytes) and anchor:  # only where the literal start is
+                at = chunk.find(anchor)
+                while at >= 0:
+                    match = pattern.match(chunk, at)
+                    if match:
+                        found[offset + at] = match.group(group).decode("ascii")
+                    at = chunk.find(anchor, at + 1)
+                continue
+            if not isinstance(anchor, bytes):  # only from the NUL before each core
+                for core in anchor.finditer(chunk):
+                    at = chunk.rfind(b"\0", 0, core.start())
+                    match = pattern.match(chunk, at) if at >= 0 else None
+                    if match:
+                        found[offset + at] = match.group(group).decode("ascii")
+                continue
             for match in pattern.finditer(chunk):
                 found[offset + match.start()] = match.group(group).decode("ascii")
         return Counter(found.values())
@@ -205,8 +230,28 @@ def _intel_numeric(text: str) -> str:
     return f"{match.group(1)}.{match.group(2)}" if match else text
 
 
-def _identify(family: str, stream: BinaryIO, file_name: str) -> Tuple[str, str, str]:
-    """``(implementation, version, version_string)`` from the library's strings."""
+def _exported_version(exported: Dict[str, str], *names: str) -> str:
+    for name in names:
+        text = exported.get(name, "")
+        if _VERSION_TEXT.match(text):
+            return text
+    return ""
+
+
+def _identify(
+    family: str, stream: BinaryIO, file_name: str, exported: Dict[str, str]
+) -> Tuple[str, str, str]:
+    """``(implementation, version, version_string)`` from the library's strings.
+
+    ``exported``: the version strings the library exports (:data:`_EXPORTED`).  Open MPI's
+    ``ompi_version_string`` settles an Open MPI library without reading its ``.rodata``;
+    MPICH-derived libraries are told apart by their banners, so their strings are scanned,
+    but MPICH's exported ``MPII_Version_string`` saves the pattern search for the version.
+    """
+    if family == OPENMPI:
+        version = _exported_version(exported, "ompi_version_string")
+        if version:
+            return "Open MPI", version, f"Open MPI v{version}"
     banners, count = _scan(stream, file_name)
     if "Intel MPI" in banners:
         release = _most_common(count("intel"))
@@ -225,7 +270,11 @@ def _identify(family: str, stream: BinaryIO, file_name: str) -> Tuple[str, str, 
             version = _most_common(count("mvapich"))
             return name, version, f"{name} Version:\t{version}" if version else ""
     if "MPICH" in banners:
-        version = _most_common(count("literal")) or _most_common(count("mpich"))
+        version = (
+            _exported_version(exported, "MPII_Version_string", "MPIR_Version_string")
+            or _most_common(count("literal"))
+            or _most_common(count("mpich"))
+        )
         return "MPICH", version, f"MPICH Version:\t{version}" if version else ""
     if "Open MPI" in banners or family == OPENMPI:
         version = _most_common(count("ompi")) or _most_common(count("repo"))
@@ -261,10 +310,10 @@ def classify_mpi(
     stream = stream_opener()
     try:
         if family == MPICH and role == "c" and re.match(r"^libmpi\.so\.12", name):
-            defined, _undefined = dynamic_symbols(stream, file_name)
-            if defined & OMPI_SYMBOLS:
+            if defined_symbols(stream, OMPI_SYMBOLS, file_name):
                 family = OPENMPI  # Open MPI 1.10 used libmpi.so.12 too
-        implementation, version, version_string = _identify(family, stream, file_name)
+        exported = symbol_strings(stream, _EXPORTED, file_name) if role in ("c", "abi") else {}
+        implementation, version, version_string = _identify(family, stream, file_name, exported)
     finally:
         try:
             stream.close()

@@ -18,9 +18,10 @@ from hpcrun.records import record
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO, List, Optional, Protocol, Sequence, Tuple
+    from typing import Any, BinaryIO, Dict, List, Optional, Protocol, Sequence, Tuple
 
 MAX_SYMLINKS = 40  # Linux's limit (ELOOP)
+_RESOLVED = 4096  # resolved paths a Tree keeps
 
 DIR = "dir"
 FILE = "file"
@@ -110,6 +111,9 @@ class Tree:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        # Resolved paths: inspection asks about the same library paths several times
+        # (exists, open, realpath); images are read-only while a Tree reads them.
+        self._resolved: Dict[Tuple[str, bool], Tuple[str, Optional[Node]]] = {}
 
     @property
     def name(self) -> str:
@@ -121,6 +125,16 @@ class Tree:
         Every symbolic link is followed, the last one only when ``follow_final``.  Absolute
         link targets restart at the image root.  A missing component gives ``(path, None)``.
         """
+        key = (path, follow_final)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolve(path, follow_final)
+            if len(self._resolved) >= _RESOLVED:
+                self._resolved.clear()
+            self._resolved[key] = hit
+        return hit
+
+    def _resolve(self, path: str, follow_final: bool) -> Tuple[str, Optional[Node]]:
         todo = split(path)
         todo.reverse()  # a stack of components still to walk
         stack: List[Tuple[str, Node]] = []  # resolved (name, node) from the root

@@ -103,11 +103,28 @@ def _read_text(tree: Tree, path: str) -> Optional[str]:
     return tree.read(path).decode("utf-8", "replace")
 
 
-def _elf(tree: Tree, path: str) -> ElfInfo:
-    from hpcrun.elf.reader import read_elf
+class _Elves:
+    """The ELF facts of the image's files, each file read once per inspection (libc.so.6
+    serves the architecture, the C library and the version definitions)."""
 
-    with tree.open(path) as stream:
-        return read_elf(stream, path)
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.read: Dict[str, Any] = {}  # path -> ElfInfo or the HpcrunError it gave
+
+    def __call__(self, path: str) -> ElfInfo:
+        hit = self.read.get(path)
+        if hit is None:
+            from hpcrun.elf.reader import read_elf
+
+            try:
+                with self.tree.open(path) as stream:
+                    hit = read_elf(stream, path)
+            except HpcrunError as error:
+                hit = error
+            self.read[path] = hit
+        if isinstance(hit, HpcrunError):
+            raise hit
+        return hit
 
 
 def _version_key(text: str) -> Tuple[int, ...]:
@@ -149,12 +166,12 @@ def _scan_dirs(tree: Tree, dirs: Sequence[str]) -> List[Tuple[str, str]]:
     return list(seen.items())
 
 
-def _architecture(tree: Tree, finder: _Finder, warnings: List[str]) -> str:
+def _architecture(tree: Tree, elf: _Elves, finder: _Finder, warnings: List[str]) -> str:
     for path in ("/bin/sh", "/usr/bin/env", finder.find("libc.so.6")):
         if not path or not _is_file(tree, path):
             continue
         try:
-            info = _elf(tree, path)
+            info = elf(path)
         except HpcrunError:
             continue
         if info.architecture:
@@ -163,11 +180,11 @@ def _architecture(tree: Tree, finder: _Finder, warnings: List[str]) -> str:
     return ""
 
 
-def _libc(tree: Tree, finder: _Finder, warnings: List[str]) -> Libc:
+def _libc(tree: Tree, elf: _Elves, finder: _Finder, warnings: List[str]) -> Libc:
     path = finder.find("libc.so.6")
     if path:
         try:
-            info = _elf(tree, path)
+            info = elf(path)
         except HpcrunError as error:
             warnings.append(f"libc: {error.message}")
             return Libc("glibc", "", path)
@@ -242,7 +259,7 @@ def _rocm(tree: Tree, libraries: Sequence[Tuple[str, str]]) -> str:
 
 
 def _mpi_libraries(
-    tree: Tree, candidates: Sequence[Tuple[str, str]], warnings: List[str]
+    tree: Tree, elf: _Elves, candidates: Sequence[Tuple[str, str]], warnings: List[str]
 ) -> Tuple[MpiLibrary, ...]:
     from hpcrun.elf.mpi import classify_mpi, mpi_name
 
@@ -257,7 +274,7 @@ def _mpi_libraries(
             continue
         seen.add((soname, real))
         try:
-            info = _elf(tree, path)
+            info = elf(path)
             if info.soname and info.soname != soname and info.soname in names:
                 continue  # a file name (libmpich.so.12.2.2) of a library listed by soname
             lib = classify_mpi(soname, path, info, lambda p=path: tree.open(p), real)  # type: ignore[misc]
@@ -270,7 +287,7 @@ def _mpi_libraries(
 
 
 def _version_defs(
-    tree: Tree, libraries: Sequence[Tuple[str, str]], warnings: List[str]
+    tree: Tree, elf: _Elves, libraries: Sequence[Tuple[str, str]], warnings: List[str]
 ) -> Tuple[VersionDefs, ...]:
     out: List[VersionDefs] = []
     seen = set()
@@ -279,7 +296,7 @@ def _version_defs(
             continue
         seen.add(soname)
         try:
-            info = _elf(tree, path)
+            info = elf(path)
         except HpcrunError as error:
             warnings.append(f"{path}: {error.message}")
             continue
@@ -323,7 +340,8 @@ def inspect_tree(
         LD_CONF,
     )
     first = _Finder(tree, [(s, p) for s, _f, p in entries], conf_dirs + standard_dirs(""))
-    arch = architecture or _architecture(tree, first, notes)
+    elf = _Elves(tree)
+    arch = architecture or _architecture(tree, elf, first, notes)
     ld_cache = cache_for_architecture(entries, arch) if arch else [(s, p) for s, _f, p in entries]
     library_dirs: List[str] = []
     for directory in [
@@ -342,7 +360,7 @@ def inspect_tree(
     if not has_cache:
         libraries = _scan_dirs(tree, library_dirs)
     finder = _Finder(tree, libraries, library_dirs)
-    libc = _libc(tree, finder, notes)
+    libc = _libc(tree, elf, finder, notes)
     if not has_cache and libc.kind == "glibc":
         notes.append(
             f"the image has no usable {LD_CACHE}: libraries were found by scanning "
@@ -356,8 +374,8 @@ def inspect_tree(
         libc=libc,
         library_dirs=tuple(library_dirs),
         ld_cache=tuple(ld_cache),
-        mpi=_mpi_libraries(tree, mpi_candidates, notes),
-        version_defs=_version_defs(tree, libraries, notes),
+        mpi=_mpi_libraries(tree, elf, mpi_candidates, notes),
+        version_defs=_version_defs(tree, elf, libraries, notes),
         cuda_runtime=_cuda_runtime(tree, libraries, environment),
         rocm=_rocm(tree, libraries),
         environment=tuple(environment),
