@@ -154,3 +154,24 @@ def test_inspect_in_a_clean_interpreter_loads_no_typing_and_a_hit_no_re(
     warm_added = added_by_hpcrun(tmp_path, "warm")
     assert "hpcrun.image.inspect" in warm_added
     assert _loaded(warm_added, (*INSPECT_AVOIDED, "re", "functools", "contextlib")) == []
+
+
+def test_the_installed_command_script_imports_no_re_on_a_cache_hit(
+        image: Path, tmp_path: Path) -> None:
+    """The ``hpcrun`` script itself (adapter/bin/hpcrun, what pip installs), not only
+    ``main()``: entry-point launchers import ``re`` first, this one does not."""
+    import hpcrun
+
+    source = Path(hpcrun.__file__).resolve().parent.parent
+    env = _env(tmp_path)
+    env["PYTHONPATH"] = str(source)
+    command = [sys.executable, "-S", "-X", "importtime", str(source / "bin" / "hpcrun"),
+               "inspect", "--json", str(image)]
+    first = subprocess.run(command, env=env, capture_output=True, check=False)
+    assert first.returncode == 0, first.stderr.decode()
+    again = subprocess.run(command, env=env, capture_output=True, check=False)
+    assert again.returncode == 0 and again.stdout == first.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in again.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "hpcrun.image.inspect" in imported
+    assert imported.isdisjoint({"re", "typing", "pathlib", "json"}), sorted(imported)
