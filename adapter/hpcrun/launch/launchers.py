@@ -23,10 +23,10 @@ Parsing is pure; the arguments are never joined into a shell string.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from hpcrun.errors import UsageError
 from hpcrun.launch.which import which
+from hpcrun.records import record
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
@@ -42,7 +42,8 @@ _HINT_IMAGE = ("if this is a valid launcher option hpcrun does not know yet, nam
                "with `hpcrun --image IMAGE ...` so hpcrun can split the command line there")
 
 
-class OptionSpec(NamedTuple):
+@record
+class OptionSpec:
     """One launcher option: its canonical ``key``, how many values it takes (0, 1, 2),
     whether the value is optional (then only attached: ``--opt=v`` / ``-Xv``), and whether
     it may repeat with different first values (``-genv A 1 -genv B 2``)."""
@@ -53,7 +54,8 @@ class OptionSpec(NamedTuple):
     repeatable: bool = False
 
 
-class LauncherOption(NamedTuple):
+@record
+class LauncherOption:
     """Launcher option words as the user typed them, with the option identities they carry
     (several for bundled short flags such as ``-lN2``)."""
 
@@ -61,7 +63,8 @@ class LauncherOption(NamedTuple):
     words: Tuple[str, ...]
 
 
-class CommandLine(NamedTuple):
+@record
+class CommandLine:
     """The user's command line split into launcher argv, image and application argv."""
 
     launcher: Tuple[str, ...]  # launcher name and its options; () for no launcher

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import NamedTuple
 
 from hpcrun.profiles.model import Profile
+from hpcrun.records import record
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 GLOB_CHARS = "*?["
 
 
-class HostPaths(NamedTuple):
+@record
+class HostPaths:
     """What the host has of the paths a profile names (host paths, not prefixed by root)."""
 
     root: str = "/"

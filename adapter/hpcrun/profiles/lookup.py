@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 from hpcrun.errors import ConfigError, UsageError
 from hpcrun.profiles.load import load_profile
 from hpcrun.profiles.model import Profile
+from hpcrun.records import record
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
@@ -28,7 +28,8 @@ SYSTEM_DIR = Path("/etc/hpcrun/sites")
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "site-profiles"
 
 
-class SiteEntry(NamedTuple):
+@record
+class SiteEntry:
     """One profile found on the search path; ``shadowed`` when an earlier one has its name."""
 
     name: str

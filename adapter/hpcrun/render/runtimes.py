@@ -35,8 +35,6 @@ Charliecloud (``ch-run``)
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from hpcrun.plan.model import (
     ERROR,
     INFO,
@@ -48,6 +46,7 @@ from hpcrun.plan.model import (
     Plan,
     Stage,
 )
+from hpcrun.records import record
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
@@ -55,7 +54,8 @@ if TYPE_CHECKING:
     from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 
-class RuntimeSyntax(NamedTuple):
+@record
+class RuntimeSyntax:
     """How one runtime spells things."""
 
     kind: str

@@ -31,8 +31,8 @@ import posixpath
 import stat
 from collections import deque
 from pathlib import Path
-from typing import NamedTuple
 
+from hpcrun import records
 from hpcrun.errors import ElfError
 from hpcrun.plan.model import ERROR, WARNING, Diagnostic
 from hpcrun.resolve import hostlibs
@@ -67,7 +67,8 @@ def _default_reader(path: str) -> ElfInfo:
     return read_elf_file(path)
 
 
-class HostLibrary(NamedTuple):
+@records.record
+class HostLibrary:
     """One host file in the closure.
 
     ``path`` is the path the loader opened (what ``$ORIGIN`` derives from), ``real_path``
@@ -105,7 +106,8 @@ class HostLibrary(NamedTuple):
         return hostlibs.is_compiler_runtime(self.soname)
 
 
-class Closure(NamedTuple):
+@records.record
+class Closure:
     """The minimal set of host files the roots load, in load order, with findings."""
 
     libraries: Tuple[HostLibrary, ...] = ()
@@ -377,7 +379,7 @@ def _walk(roots: Sequence[str], root: Path, reader: Optional[Reader],
     def alias(index: int, name: str) -> None:
         lib = loaded[index]
         if name not in lib.names:
-            loaded[index] = lib._replace(names=(*lib.names, name))
+            loaded[index] = records.replace(lib, names=(*lib.names, name))
         by_name.setdefault(name, index)
 
     pending: Deque[Tuple[str, str, int]] = deque((p, n, 0) for p, n in _expand_roots(state, roots))

@@ -17,7 +17,8 @@ which host library can stand in for a soname the application needs.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+
+from hpcrun.records import record
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
@@ -69,7 +70,8 @@ OPENMPI_MAJORS = ("40", "20", "12", "1", "0")
 _SONAME = re.compile(r"^(?P<stem>.+?)\.so(?:\.(?P<version>\d+(?:\.\d+)*))?$")
 
 
-class SonameInfo(NamedTuple):
+@record
+class SonameInfo:
     """What a library name says: its stem (``libmpich``), major and full numeric version."""
 
     name: str
@@ -137,7 +139,8 @@ def family_label(family: str) -> str:
         family, "unknown MPI family")
 
 
-class Provision(NamedTuple):
+@record
+class Provision:
     """How a needed MPI soname is served by a host library.
 
     ``needed`` is what the application asks for; ``host_soname`` the host library's own

@@ -18,7 +18,6 @@ import glob as globmod
 import os
 import posixpath
 from pathlib import Path
-from typing import NamedTuple
 
 from hpcrun.errors import ElfError
 from hpcrun.host.facts import HostFacts
@@ -35,6 +34,7 @@ from hpcrun.plan.model import (
     Request,
 )
 from hpcrun.profiles.model import Mpi, Profile
+from hpcrun.records import record
 from hpcrun.resolve import families, hostlibs, verdict
 from hpcrun.resolve.closure import ROOT, Closure, HostLibrary, cached_host_closure, host_closure
 
@@ -61,7 +61,8 @@ def _read_elf_file(path: str) -> ElfInfo:
     return read_elf_file(path)
 
 
-class HostMpi(NamedTuple):
+@record
+class HostMpi:
     """The host MPI as the profile names it and its files say."""
 
     family: str
@@ -283,7 +284,8 @@ def _host_mpi(mpi: Mpi, root: Path, read: Reader, seen: Set[str]) -> Tuple[HostM
                    diagnostics=tuple(diagnostics)), cacheable
 
 
-class AppNeeds(NamedTuple):
+@record
+class AppNeeds:
     """What MPI the application needs: sonames, family, how we know, env to set."""
 
     needed: Tuple[str, ...] = ()

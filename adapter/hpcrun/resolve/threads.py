@@ -26,12 +26,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import NamedTuple
 
 from hpcrun.errors import UsageError
 from hpcrun.host.facts import HostFacts
 from hpcrun.plan.model import INFO, WARNING, Contribution, Diagnostic, EnvVar, Request
 from hpcrun.profiles.model import Profile
+from hpcrun.records import record
 from hpcrun.render.wireup import cleanenv_active
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -52,7 +52,8 @@ _PE = re.compile(r"[:,]pe=([0-9]+)", re.IGNORECASE)
 _PPR = re.compile(r"^ppr:([0-9]+):node", re.IGNORECASE)
 
 
-class LaunchShape(NamedTuple):
+@record
+class LaunchShape:
     """What a launcher's options say about ranks and CPUs (0 / "" when they say nothing)."""
 
     cpus_per_rank: int = 0

@@ -17,7 +17,6 @@ verdict is the worst severity found (:func:`verdict_of`).  Rules (bind-model.md 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from hpcrun.image.facts import Libc, MpiLibrary, VersionDefs
 from hpcrun.plan.model import (
@@ -29,6 +28,7 @@ from hpcrun.plan.model import (
     WARNING,
     Diagnostic,
 )
+from hpcrun.records import record
 from hpcrun.resolve import families
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -160,7 +160,8 @@ def _order(h_major: int, h_minor: int, c_major: int, c_minor: int, policy: str, 
     return []
 
 
-class Loading(NamedTuple):
+@record
+class Loading:
     """A host library that will load in the container, for the symbol-version rule."""
 
     name: str  # soname, for messages
