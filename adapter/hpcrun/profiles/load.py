@@ -11,13 +11,35 @@ from __future__ import annotations
 
 import re
 import sys
-import typing
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
 
 from hpcrun import records
 from hpcrun.errors import ConfigError
 from hpcrun.profiles.model import RECORDS, SCHEMA_VERSION, Profile
+
+# typing is for type checkers only: importing it at run time costs every call ~5 ms.  Only
+# parsing a profile (a cache miss) looks at type hints, through the helpers below.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Sequence
+
+
+def _origin(tp: Any) -> Any:
+    import typing
+
+    return typing.get_origin(tp)
+
+
+def _args(tp: Any) -> Any:
+    import typing
+
+    return typing.get_args(tp)
+
+
+def _is_union(tp: Any) -> bool:
+    import typing
+
+    return typing.get_origin(tp) is typing.Union
 
 
 def _toml() -> Any:
@@ -66,8 +88,8 @@ def public_fields(cls: type) -> List[records.Field]:
 
 def unwrap_optional(tp: Any) -> Any:
     """``Optional[X]`` -> ``X``; any other type unchanged (TOML has no null)."""
-    if typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if _is_union(tp):
+        args = [a for a in _args(tp) if a is not type(None)]
         if len(args) == 1:
             return args[0]
     return tp
@@ -75,14 +97,14 @@ def unwrap_optional(tp: Any) -> Any:
 
 def is_mapping_tuple(tp: Any) -> bool:
     """True for ``Tuple[Tuple[str, X], ...]``: a TOML table keyed by name."""
-    if typing.get_origin(tp) is not tuple:
+    if _origin(tp) is not tuple:
         return False
-    args = typing.get_args(tp)
+    args = _args(tp)
     if len(args) != 2 or args[1] is not Ellipsis:
         return False
     inner = args[0]
-    return typing.get_origin(inner) is tuple and typing.get_args(inner)[:1] == (str,) \
-        and len(typing.get_args(inner)) == 2
+    return _origin(inner) is tuple and _args(inner)[:1] == (str,) \
+        and len(_args(inner)) == 2
 
 
 def describe_type(tp: Any) -> str:
@@ -98,8 +120,8 @@ def describe_type(tp: Any) -> str:
         return "a table"
     if is_mapping_tuple(tp):
         return "a table of tables"
-    if typing.get_origin(tp) is tuple:
-        item = typing.get_args(tp)[0]
+    if _origin(tp) is tuple:
+        item = _args(tp)[0]
         if records.is_record(item):
             return "an array of tables"
         return "an array of " + describe_type(item).split(" ", 1)[1] + "s"
@@ -225,7 +247,7 @@ def _convert(value: Any, tp: Any, path: str, choices: Sequence[str], ctx: _Conte
     if is_mapping_tuple(tp):
         if not isinstance(value, dict):
             raise ctx.error(path, f"expected a table of tables, got {_toml_kind(value)}")
-        item_type = typing.get_args(typing.get_args(tp)[0])[1]
+        item_type = _args(_args(tp)[0])[1]
         items = []
         for name, sub in value.items():
             sub_path = _join(path, name)
@@ -234,10 +256,10 @@ def _convert(value: Any, tp: Any, path: str, choices: Sequence[str], ctx: _Conte
                 raise ctx.error(sub_path, f"unknown name '{name}'", hint)
             items.append((name, _convert(sub, item_type, sub_path, (), ctx)))
         return tuple(items)
-    if typing.get_origin(tp) is tuple:
+    if _origin(tp) is tuple:
         if not isinstance(value, list):
             raise ctx.error(path, f"expected {describe_type(tp)}, got {_toml_kind(value)}")
-        item_type = typing.get_args(tp)[0]
+        item_type = _args(tp)[0]
         return tuple(_convert(item, item_type, f"{path}[{index}]", choices, ctx)
                      for index, item in enumerate(value))
     if tp is bool:
@@ -411,10 +433,10 @@ def _to_plain(value: Any, tp: Any) -> Any:
         return {f.name: _to_plain(getattr(value, f.name), hints[f.name])
                 for f in public_fields(tp)}
     if is_mapping_tuple(tp):
-        item_type = typing.get_args(typing.get_args(tp)[0])[1]
+        item_type = _args(_args(tp)[0])[1]
         return {name: _to_plain(item, item_type) for name, item in value}
-    if typing.get_origin(tp) is tuple:
-        item_type = typing.get_args(tp)[0]
+    if _origin(tp) is tuple:
+        item_type = _args(tp)[0]
         return [_to_plain(item, item_type) for item in value]
     return value
 
