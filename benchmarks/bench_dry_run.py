@@ -1,20 +1,19 @@
 """Whole-process cost of a launch decision: ``hpcrun --dry-run --site zeus srun -n 2 IMAGE cmd``.
 
-Runs the installed ``hpcrun`` program and ``python -c pass`` alternately in the same run and
-prints both medians and their ratio (target: hpcrun <= 100 ms).  The image is a real SIF
-from ``../shared/data/sif`` when present, else a squashfs image made with mksquashfs.
+Runs ``hpcrun`` and ``python -c pass`` alternately in the same run and prints both medians
+and their ratio (target: hpcrun <= 100 ms).  The image is a real SIF from
+``../shared/data/sif`` when present, else a squashfs image made with mksquashfs.  The image
+facts cache is warm (the first, unmeasured run fills it), as it is for every launch after
+the first.
 
-The ``hpcrun`` measured is the console script beside the running interpreter (not a pyenv
-shim), and the package is byte-compiled first, as ``pip install`` does (see
-``benchutil.py``).  The image facts cache is warm (the first, unmeasured run fills it), as
-it is for every launch after the first.
+Two installs are measured, each against its own interpreter: hpcrun installed in a venv
+under ``benchmarks/out/`` (``benchutil.venv_hpcrun``, as a site installs a tool; the target
+is judged on it), and the ``hpcrun`` beside the interpreter running this script, whose
+site-packages on this machine carry a ``.pth`` hook that imports certifi at every
+interpreter start (tens of ms a cluster's Python does not pay).  The package is
+byte-compiled first, as ``pip install`` does (``benchutil.py``).
 
-A second pair of rows runs both with ``python -S`` (no site hooks; the package on
-PYTHONPATH; the launch path needs nothing but the standard library): this machine's
-site-packages carry a ``.pth`` hook that imports certifi at every interpreter start (tens
-of ms that a cluster's Python does not pay), and the clean rows show hpcrun without it.
-
-    python benchmarks/bench_dry_run.py [--runs N]
+    python benchmarks/bench_dry_run.py [--runs N] [--no-venv]
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from typing import List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchutil import compile_package, hpcrun_program
+from benchutil import compile_package, hpcrun_program, venv_hpcrun
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_SIF = REPO.parent / "shared" / "data" / "sif" / "images" / "one-group.sif"
@@ -62,59 +61,49 @@ def _time(argv: List[str], env: dict) -> Tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--no-venv", action="store_true",
+                        help="measure the hpcrun beside this interpreter only")
     args = parser.parse_args()
-    hpcrun = hpcrun_program()
-    if not hpcrun:
+    installs: List[Tuple[str, str, str]] = []  # (label, hpcrun, its python)
+    venv = None if args.no_venv else venv_hpcrun()
+    if venv:
+        installs.append(("venv", venv, str(Path(venv).parent / "python")))
+    here = hpcrun_program()
+    if here:
+        installs.append(("this python", here, sys.executable))
+    if not installs:
         print("hpcrun is not installed (pip install -e .)", file=sys.stderr)
         return 1
-    package = compile_package()
+    compile_package()
+    times: List[Tuple[List[Tuple[float, float]], List[Tuple[float, float]]]] = [
+        ([], []) for _ in installs]
     with tempfile.TemporaryDirectory() as tmp:
         image = _image(Path(tmp))
         env = dict(os.environ)
-        command = [
-            hpcrun,
-            "--dry-run",
-            "--site",
-            "zeus",
-            "srun",
-            "-n",
-            "2",
-            str(image),
-            "python",
-            "hello.py",
-        ]
-        check = subprocess.run(command, env=env, capture_output=True, check=False)
-        if check.returncode != 0:
-            print(check.stderr.decode(errors="replace"), file=sys.stderr)
-            return 1
-        baseline = [sys.executable, "-c", "pass"]
-        clean_env = {**env, "PYTHONPATH": str(package.parent)}
-        clean = [sys.executable, "-S", "-m", "hpcrun", *command[1:]]
-        clean_base = [sys.executable, "-S", "-c", "pass"]
-        ours: List[Tuple[float, float]] = []
-        base: List[Tuple[float, float]] = []
-        ours_clean: List[Tuple[float, float]] = []
-        base_clean: List[Tuple[float, float]] = []
+        tail = ["--dry-run", "--site", "zeus", "srun", "-n", "2", str(image), "python",
+                "hello.py"]
+        for _label, hpcrun, _python in installs:
+            check = subprocess.run([hpcrun, *tail], env=env, capture_output=True, check=False)
+            if check.returncode != 0:
+                print(check.stderr.decode(errors="replace"), file=sys.stderr)
+                return 1
         for _ in range(args.runs):
-            ours.append(_time(command, env))
-            base.append(_time(baseline, env))
-            ours_clean.append(_time(clean, clean_env))
-            base_clean.append(_time(clean_base, clean_env))
-    print(f"program: {hpcrun}")
-    print(
-        f"image: {image}   runs: {args.runs}   load average: "
-        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
-    )
-    rows = (("installed", "", ours, base), ("python -S", " -S", ours_clean, base_clean))
-    for label, flag, mine, theirs in rows:
+            for (_label, hpcrun, python), (ours, base) in zip(installs, times):
+                ours.append(_time([hpcrun, *tail], env))
+                base.append(_time([python, "-c", "pass"], env))
+    print(f"image: {image}   runs: {args.runs}   load average: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    for (label, hpcrun, _python), (mine, theirs) in zip(installs, times):
+        print(f"{label}: {hpcrun}")
         for i, what in ((0, "wall"), (1, "CPU ")):
             ours_ms = statistics.median(t[i] for t in mine) * 1000
             base_ms = statistics.median(t[i] for t in theirs) * 1000
+            verdict = "met" if ours_ms <= 100 else "NOT met"
             print(
-                f"{label:9} {what}: hpcrun --dry-run --site zeus srun -n 2 IMAGE cmd median"
-                f" {ours_ms:6.1f} ms | python{flag} -c pass median {base_ms:6.1f} ms"
+                f"  {what}: hpcrun --dry-run --site zeus srun -n 2 IMAGE cmd median"
+                f" {ours_ms:6.1f} ms | python -c pass median {base_ms:6.1f} ms"
                 f" | ratio {ours_ms / base_ms:.2f}x | hpcrun's own {ours_ms - base_ms:5.1f} ms"
-                f" | target <= 100 ms {'met' if ours_ms <= 100 else 'NOT met'}"
+                + (f" | target <= 100 ms {verdict}" if label == installs[0][0] else "")
             )
     return 0
 

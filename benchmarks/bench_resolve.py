@@ -1,6 +1,6 @@
 """Benchmark the resolver: host closure, plan+verdict, whole process (one command).
 
-    python benchmarks/bench_resolve.py [--runs N]
+    python benchmarks/bench_resolve.py [--runs N] [--no-venv]
 
 The host is this machine (Debian packages): a zeus-like profile whose host MPI is Debian's
 Open MPI 4.1 with its 121 MCA components as run-time opened [[libraries]], so the closure
@@ -9,7 +9,8 @@ compiled by ``mpicc.openmpi`` (plus glibc and Open MPI of its own) and an ld.so.
 ``ldconfig -r``.  The image facts cache is warmed first.  Prints a table (wall and CPU
 medians); the whole-process rows are compared with the 150 ms target.
 
-Whole processes run the ``hpcrun`` console script beside this interpreter, with the package
+Whole processes run hpcrun installed in a venv under ``benchmarks/out/`` (as a site installs
+a tool; ``--no-venv``: the ``hpcrun`` beside this interpreter), with the package
 byte-compiled first, as an installed hpcrun is (``benchutil.py``).  The launch path
 (``hpcrun --dry-run --site PROFILE IMAGE APP``: profile, cached facts, host probe, closure,
 verdict, plan, rendering) is what a job runs; ``hpcrun check --json`` adds typer's start-up.
@@ -31,7 +32,7 @@ from typing import Callable, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchutil import compile_package, hpcrun_program
+from benchutil import compile_package, hpcrun_program, venv_hpcrun
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 HELLO = "#include <mpi.h>\nint main(int c, char **v) { MPI_Init(&c, &v); MPI_Finalize(); }\n"
@@ -98,12 +99,18 @@ def timed(fn: Callable[[], object], runs: int) -> List[Tuple[float, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--no-venv", action="store_true",
+                        help="measure the hpcrun beside this interpreter only")
     args = parser.parse_args()
     for tool in ("mpicc.openmpi", "ldconfig"):
         if shutil.which(tool) is None:
             print(f"bench_resolve: {tool} is not installed", file=sys.stderr)
             return 1
-    hpcrun = hpcrun_program()
+    # hpcrun installed in a venv (as a site installs it; benchutil.venv_hpcrun), else the
+    # one beside this interpreter; whole processes use that install's own interpreter.
+    venv = None if args.no_venv else venv_hpcrun()
+    hpcrun = venv or hpcrun_program()
+    python = str(Path(venv).parent / "python") if venv else sys.executable
     if not hpcrun:
         print("bench_resolve: hpcrun is not installed (pip install -e .)", file=sys.stderr)
         return 1
@@ -144,10 +151,10 @@ def main() -> int:
             " probe_host(), f)"
         )
         t_start = timed(
-            lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), args.runs
+            lambda: subprocess.run([python, "-c", "pass"], check=True), args.runs
         )
         t_python = timed(
-            lambda: subprocess.run([sys.executable, "-c", snippet], check=True, env=env), args.runs
+            lambda: subprocess.run([python, "-c", snippet], check=True, env=env), args.runs
         )
         launch = [hpcrun, "--dry-run", "--site", str(profile_path), str(image), *app]
         t_launch = timed(
