@@ -38,6 +38,9 @@ VARIANTS = {
     "plain-metadata": ("-noI", "-b", "4096"),  # flips hit inodes and entries directly
     "lzo": ("-comp", "lzo", "-b", "4096"),  # the pure-Python LZO1X decoder
     "lz4": ("-comp", "lz4", "-b", "4096"),
+    # Blocks larger than a read: gzip and xz blocks are decoded part-way, then further.
+    "gzip-1M": ("-comp", "gzip", "-b", "1M"),
+    "xz": ("-comp", "xz"),
 }
 
 
