@@ -26,7 +26,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
-if TYPE_CHECKING:
     import typer
 
 EXIT_CODES = {COMPATIBLE: 0, COMPATIBLE_WITH_WARNINGS: 1, INCOMPATIBLE: 2}

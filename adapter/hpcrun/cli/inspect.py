@@ -26,7 +26,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, List, Optional, Tuple
 
-if TYPE_CHECKING:
     import typer
 
 OWN_FLAGS = ("--json", "--no-cache")

@@ -23,6 +23,7 @@ from hpcrun.errors import ElfError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import List, Optional, Tuple
+
     Entry = Tuple[str, int, str]
 
 OLD_MAGIC = b"ld.so-1.7.0"

@@ -26,6 +26,7 @@ from hpcrun.image.facts import MpiLibrary
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO, Callable, Dict, Optional, Tuple, Union
+
     StreamOpener = Callable[[], BinaryIO]
 
 MPICH = "mpich"

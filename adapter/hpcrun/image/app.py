@@ -23,6 +23,7 @@ from hpcrun.image.fs import FILE, Tree
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import FrozenSet, List, Optional, Sequence, Tuple, Union
+
     Environment = Union[Mapping[str, str], Sequence[Tuple[str, str]]]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -19,6 +19,7 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar, Union
+
     T = TypeVar("T")
     Signature = List[Any]
     PathArg = Union[str, os.PathLike[str]]  # a str or a pathlib.Path

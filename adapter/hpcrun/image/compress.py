@@ -21,6 +21,7 @@ from hpcrun.errors import ImageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Optional, Tuple
+
     Decompress = Callable[[bytes, int], bytes]
     # step(n) -> (up to n more bytes, whether the stream has ended)
     Step = Callable[[int], Tuple[bytes, bool]]

@@ -21,6 +21,7 @@ from hpcrun.image.fs import DIR, FILE, OTHER, SYMLINK, Node
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+
     _T = TypeVar("_T")
 
 EXT_MAGIC = 0xEF53

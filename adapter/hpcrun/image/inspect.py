@@ -28,9 +28,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Pattern, Sequence, Tuple
 
-# A launch with the facts cached needs none of the readers: they are imported by the
-# functions that read a tree (see inspect_tree), not here.
-if TYPE_CHECKING:
+    # A launch with the facts cached needs none of the readers: they are imported by
+    # the functions that read a tree (see inspect_tree), not here.
     from hpcrun.elf.model import ElfInfo
     from hpcrun.image.fs import Tree
 

@@ -29,9 +29,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Dict, List, Mapping, Optional, Pattern, Sequence, Tuple
 
-# The file-system layer is imported by the functions that open one: a cache hit needs
-# only image_identity (a stat and, for a SIF, its header).
-if TYPE_CHECKING:
+    # The file-system layer is imported by the functions that open one: a cache hit
+    # needs only image_identity (a stat and, for a SIF, its header).
     from hpcrun.image import sif as sifmod
     from hpcrun.image.fs import Backend, Node, Tree
 

@@ -38,7 +38,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-if TYPE_CHECKING:
     from hpcrun.image.compress import Step
 
 MAGIC = 0x73717368  # "hsqs"

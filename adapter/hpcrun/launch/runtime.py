@@ -28,6 +28,7 @@ from hpcrun.launch.which import which
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Dict, Mapping, Optional, Tuple
+
     VersionReader = Callable[[str], str]
 
 APPTAINER = "apptainer"

@@ -35,6 +35,7 @@ from hpcrun.records import record, replace
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
     Runner = Callable[[Sequence[str]], Optional[str]]
 
 

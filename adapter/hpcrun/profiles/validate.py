@@ -27,7 +27,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-if TYPE_CHECKING:
     from hpcrun.elf.model import ElfInfo
     from hpcrun.image.facts import MpiLibrary
     from hpcrun.resolve.closure import Closure

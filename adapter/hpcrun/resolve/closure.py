@@ -41,11 +41,10 @@ from hpcrun.resolve import hostlibs
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
-    Reader = Callable[[str], "ElfInfo"]
 
-if TYPE_CHECKING:
     from hpcrun.elf.model import ElfInfo
 
+    Reader = Callable[[str], ElfInfo]
 
 MAX_SYMLINKS = 40
 MAX_LIBRARIES = 5000

@@ -42,10 +42,10 @@ from hpcrun.resolve.closure import ROOT, Closure, HostLibrary, cached_host_closu
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
-    Reader = Callable[[str], "ElfInfo"]
 
-if TYPE_CHECKING:
     from hpcrun.elf.model import ElfInfo
+
+    Reader = Callable[[str], ElfInfo]
 
 
 def _reader(reader: Optional[Reader]) -> Reader:

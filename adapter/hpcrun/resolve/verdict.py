@@ -36,7 +36,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-if TYPE_CHECKING:
     from hpcrun.elf.model import ElfInfo
 
 POLICIES = ("major", "full", "strict")
