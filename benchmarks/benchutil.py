@@ -43,14 +43,14 @@ def compile_package() -> Path:
 
 def venv_hpcrun() -> Optional[str]:
     """``hpcrun`` installed from this checkout in a venv under benchmarks/out (built once;
-    ``pip install --no-deps -e``: the measured paths need only the standard library), or
-    None when the venv cannot be made here."""
+    ``pip install --no-deps -e``: the measured paths need only the standard library, plus
+    the zstd and lz4 codec packages), or None when the venv cannot be made here."""
     program = VENV / "bin" / "hpcrun"
     python = VENV / "bin" / "python"
     checkout = Path(__file__).resolve().parent.parent
     marker = VENV / "checkout"
     # Reinstalled when the checkout or its packaging changes (the command is a script).
-    stamp = f"{checkout}\n{(checkout / 'pyproject.toml').read_text()}"
+    stamp = f"{checkout}\ncodecs\n{(checkout / 'pyproject.toml').read_text()}"
     if program.exists() and marker.exists() and marker.read_text() == stamp:
         return str(program)
     try:
@@ -58,6 +58,9 @@ def venv_hpcrun() -> Optional[str]:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e",
                         str(checkout)], check=True)
+        # The optional codec packages a site installs for zstd and lz4 images (best effort).
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "zstandard", "lz4"],
+                       check=False)
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"no venv install measured: {exc}", file=sys.stderr)
         return None
