@@ -45,40 +45,6 @@ def _too_big(name: str, expected: int) -> ImageError:
     return ImageError(f"corrupt {name} data: decompresses to more than {expected} bytes")
 
 
-def _gzip(data: bytes, expected: int) -> bytes:
-    import zlib
-
-    try:
-        obj = zlib.decompressobj()
-        out = obj.decompress(data, expected + 1)
-    except zlib.error as exc:
-        raise ImageError(f"corrupt gzip data: {exc}") from None
-    if len(out) > expected:
-        raise _too_big("gzip", expected)
-    if not obj.eof:
-        raise ImageError("corrupt gzip data: the stream is truncated")
-    return out
-
-
-def _lzma_format(name: str, fmt_name: str) -> Decompress:
-    def run(data: bytes, expected: int) -> bytes:
-        import lzma
-
-        fmt = getattr(lzma, fmt_name)
-        try:
-            obj = lzma.LZMADecompressor(format=fmt)
-            out = obj.decompress(data, expected + 1)
-        except (lzma.LZMAError, ValueError) as exc:
-            raise ImageError(f"corrupt {name} data: {exc}") from None
-        if len(out) > expected:
-            raise _too_big(name, expected)
-        if not obj.eof:
-            raise ImageError(f"corrupt {name} data: the stream is truncated")
-        return out
-
-    return run
-
-
 def _truncated(name: str) -> ImageError:
     return ImageError(f"corrupt {name} data: the stream is truncated")
 
@@ -122,6 +88,24 @@ def _lzma_steps(name: str, fmt_name: str, data: bytes) -> Step:
         return out, obj.eof
 
     return step
+
+
+def _whole(compression_id: int) -> Decompress:
+    """The one-shot decoder of a gzip, xz or lzma block, from its incremental one: at most
+    ``expected`` bytes, and the stream must end there."""
+    name = NAMES[compression_id]
+
+    def run(data: bytes, expected: int) -> bytes:
+        step = stepper(compression_id, data)
+        assert step is not None
+        out, ended = step(expected + 1)
+        if len(out) > expected:
+            raise _too_big(name, expected)
+        if not ended:
+            raise _truncated(name)
+        return out
+
+    return run
 
 
 def stepper(compression_id: int, data: bytes) -> Optional[Step]:
@@ -394,12 +378,8 @@ def decompressor(compression_id: int) -> Decompress:
     Raises ImageError for an unknown id, or for zstd without an installed decoder (the hint
     names the package to install).
     """
-    if compression_id == GZIP:
-        return _gzip
-    if compression_id == XZ:
-        return _lzma_format("xz", "FORMAT_XZ")
-    if compression_id == LZMA:
-        return _lzma_format("lzma", "FORMAT_ALONE")
+    if compression_id in (GZIP, XZ, LZMA):
+        return _whole(compression_id)
     if compression_id == LZ4:
         return _lz4_package if _have_lz4() else _pure("lz4", lz4_block_decompress)
     if compression_id == LZO:
