@@ -8,15 +8,13 @@ arbitrary strings.  Only :class:`~hpcrun.errors.HpcrunError` may end a run, and
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcrun.cli.main import main
+from helpers.terminal import run_main
 
 WORDS = ["--site", "zeus", "debian-mpich", "--runtime", "charliecloud", "apptainer", "--gpu",
          "nvidia", "--no-gpu", "--threads", "auto", "4", "--abi-policy", "strict", "--cleanenv",
@@ -47,15 +45,8 @@ def test_any_argv_gives_an_exit_code(words: list, image: str, tmp_path: Path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("HPCRUN_SITE", "debian-mpich")
     argv = ["--dry-run", *(image if w == "IMAGE" else w for w in words)]
-    # Text streams with a binary buffer, as a terminal's are (hpcrun writes bytes there).
-    out = io.TextIOWrapper(io.BytesIO(), errors="surrogateescape")
-    err = io.TextIOWrapper(io.BytesIO(), errors="backslashreplace")  # as Python's stderr
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    out.flush()
-    err.flush()
+    code, _out, errors = run_main(argv)
     assert isinstance(code, int)
-    errors = err.buffer.getvalue().decode(errors="replace")
     if code != 0:
         assert errors.startswith("hpcrun: error: "), errors
     assert "Traceback" not in errors

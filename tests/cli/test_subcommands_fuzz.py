@@ -6,15 +6,13 @@ to is inside the test's temporary directory.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcrun.cli.main import main
+from helpers.terminal import run_main
 
 COMMANDS = [["site", "list"], ["site", "show"], ["site", "validate"], ["site", "validate",
             "--deep"], ["site", "schema"], ["inspect"], ["inspect", "--json"], ["check"],
@@ -55,12 +53,6 @@ def test_any_subcommand_line_gives_an_exit_code(command: list, words: list, file
     argv = [*command, *(files.get(w, w) for w in words)]
     if command[0] == "module":
         argv += ["-o", str(tmp_path / "modules")]
-    # Text streams with a binary buffer, as a terminal's are (hpcrun writes bytes there).
-    out = io.TextIOWrapper(io.BytesIO(), errors="surrogateescape")
-    err = io.TextIOWrapper(io.BytesIO(), errors="backslashreplace")  # as Python's stderr
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    out.flush()
-    err.flush()
+    code, _out, errors = run_main(argv)
     assert isinstance(code, int)
-    assert "Traceback" not in err.buffer.getvalue().decode(errors="replace")
+    assert "Traceback" not in errors

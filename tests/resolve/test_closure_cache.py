@@ -66,17 +66,22 @@ def _age(root: Path, seconds: float = 120.0) -> None:
     os.utime(root, ns=(when, when))
 
 
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> List[str]:
-    """Every ELF file the closure walk reads from now on."""
+def _count_reads(monkeypatch: pytest.MonkeyPatch, module: object, reader: str) -> List[str]:
+    """Every ELF file ``module.reader`` reads from now on (it is replaced by a counting one)."""
     seen: List[str] = []
 
     def counting(path: str) -> ElfInfo:
         seen.append(path)
         return read_elf_file(path)
 
-    monkeypatch.setattr(closuremod, "_default_reader", counting)
+    monkeypatch.setattr(module, reader, counting)
     return seen
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> List[str]:
+    """Every ELF file the closure walk reads from now on."""
+    return _count_reads(monkeypatch, closuremod, "_default_reader")
 
 
 @pytest.fixture
@@ -232,14 +237,7 @@ def mpi_reads(monkeypatch: pytest.MonkeyPatch) -> List[str]:
     """Every ELF file host_mpi reads from now on."""
     from hpcrun.resolve import resolver
 
-    seen: List[str] = []
-
-    def counting(path: str) -> ElfInfo:
-        seen.append(path)
-        return read_elf_file(path)
-
-    monkeypatch.setattr(resolver, "_read_elf_file", counting)
-    return seen
+    return _count_reads(monkeypatch, resolver, "_read_elf_file")
 
 
 @pytest.mark.parametrize("scan", [False, True])
