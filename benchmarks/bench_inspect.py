@@ -100,9 +100,10 @@ def measure(runs: int, one: Callable[[], Tuple[float, float]]) -> Tuple[float, f
     return statistics.median(walls), min(walls), statistics.median(c for _, c in results)
 
 
-def cold(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Tuple[float, float]:
+def cold(cmd: List[str]) -> Tuple[float, float]:
+    """One run of ``cmd`` with an empty facts cache."""
     with tempfile.TemporaryDirectory() as cache:
-        return _timed(cmd, {**(env or os.environ), "XDG_CACHE_HOME": cache})
+        return _timed(cmd, _env(cache))
 
 
 def _with_program(cmd: List[str], program: str) -> List[str]:
