@@ -1,8 +1,9 @@
 """The one error family of hpcrun.
 
 Every expected failure is an :class:`HpcrunError` carrying a one-line message (what went
-wrong and where) and a hint (what to do).  The CLI turns them into exit codes in one place
-(``hpcrun.cli.main``); nothing else calls ``sys.exit``.
+wrong and where) and a hint (what to do).  The classes say *what kind* of failure it is;
+the CLI turns the kind into an exit code in one place (the table ``EXIT_CODES`` in
+``hpcrun.cli.main``, listed in the README); nothing else calls ``sys.exit``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 class HpcrunError(Exception):
     """Base of all errors hpcrun reports to users."""
-
-    exit_code = 1
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -25,19 +24,13 @@ class HpcrunError(Exception):
 class UsageError(HpcrunError):
     """The command line is wrong (no image, nothing to run, bad option)."""
 
-    exit_code = 2
-
 
 class ConfigError(HpcrunError):
-    """A site profile is missing, malformed or invalid."""
-
-    exit_code = 3
+    """A site profile is missing, malformed or invalid, or the plan it gives has errors."""
 
 
 class ImageError(HpcrunError):
     """The container image is missing, unreadable, corrupt or of an unsupported kind."""
-
-    exit_code = 4
 
 
 class ElfError(ImageError):
@@ -51,20 +44,16 @@ class EncryptedImageError(ImageError):
 class IncompatibleError(HpcrunError):
     """The resolver's verdict: the host MPI cannot serve this application."""
 
-    exit_code = 5
-
 
 class EnvironmentNotFoundError(HpcrunError):
     """A program hpcrun needs (launcher, container runtime) is not installed or not on PATH."""
 
-    exit_code = 6
+
+class ExecError(HpcrunError):
+    """The operating system refused to start the launcher or runtime (``execve`` failed:
+    argument list too long, not an executable, bad interpreter line, permission denied)."""
 
 
-# Exit codes, for documentation and tests.
-EXIT_OK = 0
-EXIT_ERROR = HpcrunError.exit_code
-EXIT_USAGE = UsageError.exit_code
-EXIT_CONFIG = ConfigError.exit_code
-EXIT_IMAGE = ImageError.exit_code
-EXIT_INCOMPATIBLE = IncompatibleError.exit_code
-EXIT_NOT_FOUND = EnvironmentNotFoundError.exit_code
+class OutputError(HpcrunError):
+    """hpcrun cannot create or write something it needs on the host (the Charliecloud
+    stage directory, an output file): permissions, a full disk, a read-only file system."""

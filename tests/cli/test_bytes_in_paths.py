@@ -23,4 +23,4 @@ def test_inspect_and_dry_run_of_a_non_utf8_path(tmp_path: Path) -> None:
     assert b"bad\xffimg" in dry.stdout
     missing = subprocess.run([HPCRUN.encode(), b"site", b"show", b"x\xff"], capture_output=True,
                              env=env)
-    assert missing.returncode == 3 and b"Traceback" not in missing.stderr
+    assert missing.returncode == 78 and b"Traceback" not in missing.stderr

@@ -83,22 +83,22 @@ def test_incompatible_exit_2_json(images: Dict[str, Path], site: Path,
     code = main(["check", "--site", str(site), str(images["openmpi"]), "--json", "--",
                  "/usr/local/bin/app"])
     data = json.loads(capsys.readouterr().out)
-    assert code == 2
-    assert data["verdict"] == "incompatible" and data["exit_code"] == 2
+    assert code == 68
+    assert data["verdict"] == "incompatible" and data["exit_code"] == 68
     assert "mpi-family-mismatch" in [d["code"] for d in data["diagnostics"]]
 
 
-def test_warnings_exit_1_and_policy(images: Dict[str, Path], site: Path, tmp_path: Path,
+def test_warnings_exit_67_and_policy(images: Dict[str, Path], site: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture) -> None:
     """Host Debian MPICH 4.0.2 is older than the container's MPICH 5.0.2 (alias libmpi.so.12)."""
     args = ["check", "--site", str(site), str(images["upstream"]), "--json", "--app",
             "/usr/local/bin/app"]
     code = main(args)
     data = json.loads(capsys.readouterr().out)
-    assert (code, data["verdict"]) == (1, "warnings")
+    assert (code, data["verdict"]) == (67, "warnings")
     assert main([*args, "--abi-policy", "major"]) == 0
     capsys.readouterr()
-    assert main([*args, "--abi-policy", "strict"]) == 2
+    assert main([*args, "--abi-policy", "strict"]) == 68
 
 
 @pytest.mark.parametrize("spelling", [["--app", "/usr/local/bin/app a b"],

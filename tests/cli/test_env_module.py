@@ -117,7 +117,7 @@ def test_env_rejects_unknown_shell_and_site(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
     missing = subprocess.run([HPCRUN, "env", "--site", "no-such-site-xyz"],
                              capture_output=True, text=True, env=_clean_env(tmp_path))
-    assert missing.returncode == 3 and "no-such-site-xyz" in missing.stderr
+    assert missing.returncode == 78 and "no-such-site-xyz" in missing.stderr
     assert "Traceback" not in missing.stderr
 
 
@@ -186,7 +186,7 @@ def test_module_refuses_to_overwrite(tmp_path: Path) -> None:
     first = subprocess.run(args, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     second = subprocess.run(args, capture_output=True, text=True)
-    assert second.returncode == 2 and "exists" in second.stderr
+    assert second.returncode == 64 and "exists" in second.stderr
     forced = subprocess.run([*args, "--force"], capture_output=True, text=True)
     assert forced.returncode == 0
 
@@ -204,4 +204,4 @@ def test_module_text_has_help_whatis_family(tmp_path: Path) -> None:
 
 def test_module_with_a_newline_value_is_a_clear_error(site: Path) -> None:
     done = subprocess.run([HPCRUN, "module", "--site", str(site)], capture_output=True, text=True)
-    assert done.returncode == 2 and "newline" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 64 and "newline" in done.stderr and "Traceback" not in done.stderr

@@ -11,8 +11,8 @@ import pytest
 
 from helpers.inspect_trees import MissingTool, mini_roots
 from hpcrun.cli.inspect import split_arguments
-from hpcrun.cli.main import main
-from hpcrun.errors import EXIT_IMAGE, EXIT_USAGE, UsageError
+from hpcrun.cli.main import EXIT_IMAGE, EXIT_USAGE, main
+from hpcrun.errors import UsageError
 from hpcrun.image.serialize import facts_from_json
 
 

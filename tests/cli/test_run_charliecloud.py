@@ -75,7 +75,7 @@ def test_unusable_stage_directory_is_a_clear_error(image: Path, tmp_path: Path) 
     blocker.write_text("")
     env = dict(os.environ, HPCRUN_STAGE_DIR=str(blocker / "stages"), USER="u")
     done = hpcrun(_args(image, "--dry-run"), env)
-    assert done.returncode == 1
+    assert done.returncode == 73
     assert str(blocker) in done.stderr and "HPCRUN_STAGE_DIR" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -85,6 +85,6 @@ def test_image_without_mount_points_is_refused(tmp_path: Path) -> None:
     (bare / "mnt").mkdir(parents=True)
     env = dict(os.environ, HPCRUN_STAGE_DIR=str(tmp_path / "stages"), USER="u")
     done = hpcrun(_args(bare), env)
-    assert done.returncode == 3, done.stderr
+    assert done.returncode == 78, done.stderr
     assert "no empty /mnt/0" in done.stderr and "ch-image" in done.stderr
     assert not (tmp_path / "stages").exists()

@@ -76,7 +76,7 @@ def test_validate_exit_codes(hpcrun_bin: str) -> None:
     done = run(hpcrun_bin, "site", "validate", "--deep", "debian-openmpi")
     assert done.returncode == 0, done.stdout
     done = run(hpcrun_bin, "site", "validate", "zeus")
-    assert done.returncode == 1
+    assert done.returncode == 78
     lines = done.stdout.splitlines()
     assert any(line.startswith("ERROR binds[0].source: bind source /astro does not exist on this "
                                "host (") for line in lines)
@@ -87,22 +87,22 @@ def test_bad_profile_is_one_error_line_without_traceback(hpcrun_bin: str, tmp_pa
     bad = tmp_path / "bad.toml"
     bad.write_text('schema = 1\nname = "bad"\n\n[mpi]\nfamly = "mpich"\n')
     done = run(hpcrun_bin, "site", "validate", str(bad))
-    assert done.returncode == 1
+    assert done.returncode == 78
     assert done.stdout == (f"ERROR {bad}:5: mpi.famly: unknown key 'famly' "
                            "(did you mean 'family'?)\n")
     assert "Traceback" not in done.stderr
     bad.write_text("schema = 1\nname = [\n")
     done = run(hpcrun_bin, "site", "validate", str(bad))
-    assert done.returncode == 1 and done.stdout.startswith(f"ERROR {bad}:")
+    assert done.returncode == 78 and done.stdout.startswith(f"ERROR {bad}:")
     done = run(hpcrun_bin, "site", "show", str(bad))
-    assert done.returncode == 3
+    assert done.returncode == 78
     assert done.stderr.startswith(f"hpcrun: error: {bad}:")
     assert "Traceback" not in done.stderr
 
 
 def test_unknown_site_suggests(hpcrun_bin: str) -> None:
     done = run(hpcrun_bin, "site", "show", "setonx")
-    assert done.returncode == 3
+    assert done.returncode == 78
     assert "unknown site 'setonx'" in done.stderr
     assert "did you mean 'setonix'?" in done.stderr
 
@@ -126,7 +126,7 @@ def test_detect_writes_only_the_named_file(hpcrun_bin: str, tmp_path: Path) -> N
     validated = run(hpcrun_bin, "site", "validate", "--deep", str(out))
     assert validated.returncode == 0, validated.stdout
     again = run(hpcrun_bin, "site", "detect", "-o", str(out))
-    assert again.returncode == 2 and "exists" in again.stderr
+    assert again.returncode == 64 and "exists" in again.stderr
     forced = run(hpcrun_bin, "site", "detect", "--mpi", f"{LIBDIR}/libmpi.so.40", "--force",
                  "-o", str(out))
     assert forced.returncode == 0, forced.stderr
@@ -136,4 +136,4 @@ def test_detect_writes_only_the_named_file(hpcrun_bin: str, tmp_path: Path) -> N
     assert printed.returncode == 0
     assert printed.stdout.startswith("# Site profile for hpcrun")
     missing = run(hpcrun_bin, "site", "detect", "--mpi", str(tmp_path / "nope"))
-    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert missing.returncode == 64 and "no such file" in missing.stderr

@@ -197,7 +197,7 @@ def test_openmpi_container_refused_on_mpich_host(e2e_images: ImageSet,
     jobs_before = _job_count(slurm_cluster)
     result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "srun", "-n", "2",
                     str(e2e_images.openmpi.sif), "/usr/local/bin/hello")
-    assert result.returncode == 5, result.describe()
+    assert result.returncode == 68, result.describe()
     assert "Hello World" not in result.stdout
     reason = result.stderr.lower()
     assert "open mpi" in reason or "openmpi" in reason, result.describe()

@@ -8,6 +8,7 @@ from typing import Any, List
 
 import pytest
 
+from hpcrun.cli.main import exit_code
 from hpcrun.errors import ConfigError, EnvironmentNotFoundError, IncompatibleError
 from hpcrun.launch.execute import (
     check_plan,
@@ -52,7 +53,7 @@ def test_incompatible_verdict() -> None:
                  diagnostics=(Diagnostic(ERROR, "abi", "Open MPI app, MPICH host"),))
     with pytest.raises(IncompatibleError) as caught:
         check_plan(plan)
-    assert caught.value.exit_code == 5 and "Open MPI app" in caught.value.message
+    assert exit_code(caught.value) == 68 and "Open MPI app" in caught.value.message
 
 
 def test_incompatible_reasons_are_deduplicated_and_capped() -> None:
@@ -78,7 +79,7 @@ def test_warnings_one_line_each() -> None:
 def test_missing_program(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentNotFoundError) as caught:
         find_program("srun", {"PATH": str(tmp_path)})
-    assert caught.value.exit_code == 6 and "srun" in caught.value.message
+    assert exit_code(caught.value) == 69 and "srun" in caught.value.message
 
 
 def test_execute_uses_the_program_on_the_final_path(tmp_path: Path) -> None:

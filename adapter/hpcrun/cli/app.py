@@ -57,8 +57,10 @@ def run_app(args: List[str]) -> int:
     except typer.Exit as done:
         return int(done.exit_code)
     except _click_exception() as error:
+        from hpcrun.cli.main import EXIT_USAGE
+
         error.show()  # type: ignore[attr-defined]  # click API, not on Exception
-        return 2
+        return EXIT_USAGE
     except typer.Abort:
         return 130
     return int(result) if isinstance(result, int) else 0

@@ -1,8 +1,9 @@
-"""`hpcrun check`: can this site's host MPI serve this image (and app)? Exit 0/1/2.
+"""`hpcrun check`: can this site's host MPI serve this image (and app)? Exit 0/67/68.
 
 ``hpcrun check [--site S] IMAGE [--app "CMD ARGS"] [APP ARGV...] [--json] [--abi-policy P]
 [--explain]`` inspects the image (no container is started), resolves the host library
-closure and prints the verdict: 0 compatible, 1 compatible with warnings, 2 incompatible.
+closure and prints the verdict: 0 compatible, 67 compatible with warnings, 68 incompatible
+(the codes of ``hpcrun.cli.main.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import shlex
 import sys
 
+from hpcrun.cli.main import EXIT_INCOMPATIBLE, EXIT_OK, EXIT_WARNINGS
 from hpcrun.plan.model import (
     COMPATIBLE,
     COMPATIBLE_WITH_WARNINGS,
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 
     import typer
 
-EXIT_CODES = {COMPATIBLE: 0, COMPATIBLE_WITH_WARNINGS: 1, INCOMPATIBLE: 2}
+EXIT_CODES = {COMPATIBLE: EXIT_OK, COMPATIBLE_WITH_WARNINGS: EXIT_WARNINGS,
+              INCOMPATIBLE: EXIT_INCOMPATIBLE}
 _FLAGS = ("--json", "--explain")
 _VALUED = ("--site", "--app", "--abi-policy")
 
@@ -53,7 +56,7 @@ def register(app: typer.Typer) -> None:
                                      "bound, with the chain of libraries that needed it."),
     ) -> int:
         """Check that the site's host MPI can serve IMAGE (and its application): 0
-        compatible, 1 warnings, 2 incompatible."""
+        compatible, 67 warnings, 68 incompatible."""
         return check_command(image, command, site, app, as_json, abi_policy, explain)
 
     app.command("check")(check)
@@ -98,7 +101,7 @@ def run_direct(args: List[str]) -> Optional[int]:
 
 def check_command(image: str, command: Optional[List[str]], site: str, app: str,
                   as_json: bool, abi_policy: str, explain: bool) -> int:
-    """Inspect, resolve and report; the exit code (0 compatible, 1 warnings, 2 not)."""
+    """Inspect, resolve and report; the exit code (0 compatible, 67 warnings, 68 not)."""
     from hpcrun.host.probe import probe_host
     from hpcrun.image.inspect import inspect_image
     from hpcrun.profiles.lookup import default_site, load_site
@@ -118,7 +121,7 @@ def check_command(image: str, command: Optional[List[str]], site: str, app: str,
         sys.stdout.write(json.dumps(to_json(result, profile.name, image, argv), indent=2) + "\n")
     else:
         _print(result, profile.name, image, argv, explain)
-    return EXIT_CODES.get(result.verdict, 2)
+    return EXIT_CODES.get(result.verdict, EXIT_INCOMPATIBLE)
 
 
 def to_json(result: Contribution, site: str, image: str, argv: List[str]) -> Dict[str, Any]:
@@ -128,7 +131,7 @@ def to_json(result: Contribution, site: str, image: str, argv: List[str]) -> Dic
         "image": image,
         "app": argv,
         "verdict": result.verdict,
-        "exit_code": EXIT_CODES.get(result.verdict, 2),
+        "exit_code": EXIT_CODES.get(result.verdict, EXIT_INCOMPATIBLE),
         "diagnostics": [
             {"severity": d.severity, "code": d.code, "message": d.message, "hint": d.hint,
              "source": d.source} for d in result.diagnostics],

@@ -11,7 +11,16 @@ from __future__ import annotations
 import os
 import sys
 
-from hpcrun.errors import HpcrunError
+from hpcrun.errors import (
+    ConfigError,
+    EnvironmentNotFoundError,
+    ExecError,
+    HpcrunError,
+    ImageError,
+    IncompatibleError,
+    OutputError,
+    UsageError,
+)
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
@@ -19,6 +28,55 @@ if TYPE_CHECKING:
     from typing import Callable, List, Optional
 
 SUBCOMMANDS = ("site", "inspect", "check", "env", "module")
+
+# The exit codes, the single source (the README's table is tested against it).  hpcrun's own
+# outcomes use 64-78, the range of BSD's sysexits.h (same meaning where one fits): a job's
+# own status is passed through untouched and is commonly 0, 1, 2, 126, 127, 128+signal or
+# 255, so a script can tell "hpcrun refused" from "the job failed".
+# (code, name, the error class it stands for or None, what it means)
+EXIT_CODES = (
+    (0, "ok", None, "success; a launch returns the job's own status instead; "
+     "`hpcrun check`: compatible"),
+    (64, "usage", UsageError, "the command line is wrong (option, missing image or command)"),
+    (65, "image", ImageError, "the image is missing, unreadable, corrupt, encrypted or of "
+     "an unsupported kind"),
+    (67, "warnings", None, "`hpcrun check` only: compatible, with warnings"),
+    (68, "incompatible", IncompatibleError, "the host MPI cannot serve this image or "
+     "application (the launch is refused; `hpcrun check`'s verdict)"),
+    (69, "not-found", EnvironmentNotFoundError, "a program hpcrun needs (launcher, container "
+     "runtime) is not installed or not on PATH"),
+    (70, "internal", None, "a bug in hpcrun (an unexpected exception; --debug shows it)"),
+    (71, "exec", ExecError, "the system refused to start the launcher or runtime (argument "
+     "list too long, not an executable, bad #! line)"),
+    (73, "cannot-write", OutputError, "hpcrun cannot create or write what it needs (stage "
+     "directory, output file): permissions, read-only or full file system"),
+    (74, "io", None, "a file could not be read or written (an I/O error the above do not "
+     "cover)"),
+    (78, "config", ConfigError, "the site profile is missing or invalid, or the plan it "
+     "gives has errors; `hpcrun site validate` found errors"),
+)
+EXIT_OK = 0
+EXIT_USAGE = 64
+EXIT_IMAGE = 65
+EXIT_WARNINGS = 67
+EXIT_INCOMPATIBLE = 68
+EXIT_NOT_FOUND = 69
+EXIT_INTERNAL = 70
+EXIT_EXEC = 71
+EXIT_CANNOT_WRITE = 73
+EXIT_IO = 74
+EXIT_CONFIG = 78
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code of an error: the most specific class in :data:`EXIT_CODES`."""
+    for cls in type(error).__mro__:
+        for code, _, family, _ in EXIT_CODES:
+            if family is cls:
+                return code
+    if isinstance(error, OSError):
+        return EXIT_IO
+    return EXIT_INTERNAL
 
 
 def _debug_requested(argv: List[str]) -> bool:
@@ -89,8 +147,23 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             traceback.print_exc()
         report(error)
-        return error.exit_code
+        return exit_code(error)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 141
+    except OSError as error:  # one the pipeline did not name: still one line, no traceback
+        if debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        report(HpcrunError(f"{where}{error.strerror or error}",
+                           "check the file's permissions and the free space on its file "
+                           "system"))
+        return EXIT_IO
+    except Exception as error:  # a bug: one line and the way to report it
+        if debug:
+            raise
+        report(HpcrunError(f"internal error: {type(error).__name__}: {error}",
+                           "this is a bug in hpcrun: please report it with the output of "
+                           "the same command run with --debug"))
+        return EXIT_INTERNAL

@@ -332,12 +332,12 @@ def run(args: List[str]) -> int:
         from hpcrun.render.jsonout import render_json
 
         sys.stdout.write(render_json(plan))
-        return 0
+        return _as_launch(plan, opts)
     if opts.explain:
         from hpcrun.render.explain import render_explain
 
         render_explain(plan)
-        return 0
+        return _as_launch(plan, opts)
     if opts.dry_run:
         from hpcrun.render.dryrun import render_dry_run
 
@@ -356,7 +356,7 @@ def run(args: List[str]) -> int:
             buffer.flush()
         else:
             sys.stdout.write(out)
-        return 0
+        return _as_launch(plan, opts)
     from hpcrun.launch.execute import check_plan, execute, print_warnings
 
     check_plan(plan, opts.force)
@@ -379,6 +379,16 @@ def run(args: List[str]) -> int:
             "install it or load its module; --runtime or the site profile select another")
     execute(plan, environ, needed)
     return 0  # not reached: execute replaces the process
+
+
+def _as_launch(plan: Plan, opts: Options) -> int:
+    """After a plan is printed: 0 when it would launch, else raise the error the launch
+    would have raised (so that a dry run used as a check exits as the launch would)."""
+    from hpcrun.launch.execute import check_plan
+
+    sys.stdout.flush()
+    check_plan(plan, opts.force)
+    return 0
 
 
 def _on_path(program: str, environ: Mapping[str, str]) -> bool:

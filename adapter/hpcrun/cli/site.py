@@ -157,7 +157,8 @@ def validate_command(
                                "terminal (the format when the output is not a terminal)."),
 ) -> int:
     """Check a profile on this host: one line per finding (a table with --deep at a
-    terminal); exit 0 without errors, else 1."""
+    terminal); exit 0 without errors, else 78 (a configuration error)."""
+    from hpcrun.cli.main import EXIT_CONFIG
     from hpcrun.profiles.load import ProfileError, load_profile
     from hpcrun.profiles.lookup import find_profile
     from hpcrun.profiles.validate import deep_checks, validate_profile
@@ -169,7 +170,7 @@ def validate_command(
         # The message already names file:line and the key path.
         hint = f" ({error.hint})" if error.hint else ""
         sys.stdout.write(f"ERROR {error.message}{hint}\n")
-        return 1
+        return EXIT_CONFIG
     findings = validate_profile(profile)
     if deep:
         findings += deep_checks(profile)
@@ -183,12 +184,12 @@ def validate_command(
         if findings:
             console.print(findings_table(findings, f"hpcrun site validate --deep {site}"))
         console.print(escape(summary))
-        return 1 if errors else 0
+        return EXIT_CONFIG if errors else 0
     for finding in findings:
         sys.stdout.write(_finding_line(finding.severity, finding.source, finding.message,
                                        finding.hint) + "\n")
     sys.stdout.write(summary + "\n")
-    return 1 if errors else 0
+    return EXIT_CONFIG if errors else 0
 
 
 @site_app.command("schema")

@@ -18,7 +18,7 @@ import errno
 import os
 import tempfile
 
-from hpcrun.errors import HpcrunError
+from hpcrun.errors import OutputError
 from hpcrun.plan.model import Stage
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -30,7 +30,7 @@ _HINT = ("set HPCRUN_STAGE_DIR to a writable directory that every compute node s
          "(e.g. on a shared file system)")
 
 
-class StageError(HpcrunError):
+class StageError(OutputError):
     """The stage directory cannot be created or holds something else."""
 
 
