@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -22,8 +23,22 @@ def test_round_trip(tmp_path: Path) -> None:
     files = list((tmp_path / "c").iterdir())
     assert len(files) == 1 and files[0].suffix == ".json"
     assert "image-a" not in files[0].name  # named by a hash of the key
-    entry = json.loads(files[0].read_text())
-    assert entry["key"] == "image-a" and entry["format"] == CACHE_FORMAT
+    head, body = files[0].read_bytes().split(b"\n", 1)
+    fmt, checksum, key = head.decode().split(" ", 2)
+    assert (int(fmt), key) == (CACHE_FORMAT, "image-a") and json.loads(body) == VALUE
+    assert checksum == hashlib.sha256(body).hexdigest()
+
+
+def test_a_changed_value_with_its_header_intact_is_a_miss(tmp_path: Path) -> None:
+    cache = FactsCache(tmp_path)
+    cache.put("k", {"n": 3})
+    path = _only_file(tmp_path)
+    path.write_bytes(path.read_bytes().replace(b'"n":3', b'"n":4'))  # still valid JSON
+    assert cache.get("k") is None and not path.exists()  # removed, to be recomputed
+    cache.put_text("t", "glibc 2.36")
+    (text,) = tmp_path.glob("*.txt")
+    text.write_bytes(text.read_bytes().replace(b"2.36", b"2.38"))
+    assert cache.get_text("t") is None
 
 
 def test_overwrite(tmp_path: Path) -> None:

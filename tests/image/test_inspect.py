@@ -175,6 +175,7 @@ def test_cache_key_changes_with_app_and_identity() -> None:
     assert cache_key("a", None) != cache_key("a", ["x"])
     assert cache_key("a", ["x"]) != cache_key("b", ["x"])
     assert cache_key("a", ["x"]) == cache_key("a", ["x"])
+    assert cache_key("a", ["x"], "/old/app.sif") != cache_key("a", ["x"], "/new/app.sif")
 
 
 def test_facts_cache_is_used_and_invalidated(
@@ -189,7 +190,7 @@ def test_facts_cache_is_used_and_invalidated(
     root = roots["cached"]
     first = inspect_image(str(root), app=["hello_mpich"])
     cache = FactsCache(tmp_path / "cache" / "hpcrun")
-    key = cache_key(open_image(str(root)).identity, ["hello_mpich"])
+    key = cache_key(open_image(str(root)).identity, ["hello_mpich"], str(root))
     entry = cache.get(key)
     assert entry is not None and records.decode(entry["record"], RECORDS) == first
     assert entry["dependencies"]  # a sandbox records what it read
@@ -214,7 +215,7 @@ def test_facts_cache_is_used_and_invalidated(
         added: str = ""
 
     monkeypatch.setattr(inspect_module, "RECORDS", dict(RECORDS, Libc=Libc))
-    assert cache_key(open_image(str(root)).identity, ["hello_mpich"]) != key
+    assert cache_key(open_image(str(root)).identity, ["hello_mpich"], str(root)) != key
     # A file the facts were read from changes: the sandbox entry no longer holds.
     cache.put(key, entry)
     ld_cache = root / "etc" / "ld.so.cache"
@@ -233,7 +234,7 @@ def test_inspect_text_is_kept_in_the_cache_and_served_without_decoding(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = roots["cached"]
     cache = FactsCache(tmp_path / "cache" / "hpcrun")
-    key = cache_key(open_image(str(root)).identity, ["hello_mpich"])
+    key = cache_key(open_image(str(root)).identity, ["hello_mpich"], str(root))
     # A launch stores the facts only; the first inspect --json adds its text to the entry.
     facts = inspect_image(str(root), app=["hello_mpich"])
     assert cache.get_text(key) is None

@@ -1,13 +1,20 @@
-"""A small on-disk cache of image facts, shared by every hpcrun process of a user.
+"""A small on-disk cache of facts, shared by every hpcrun process of a user.
 
-One JSON file per key (``<sha256 of key>.json``) holding the key, a format version and the
-value; a text may be kept beside it (``<sha256 of key>.txt``: the format and key on the
-first line, then the text), read without the JSON parser.  Writes go to a temporary file
-in the same directory and are renamed into place, so readers see either the old or the new
-entry, never half of one, even with hundreds of ranks starting at once.  Anything odd
-(unreadable, corrupt, another key, another version) is a miss; a cache directory that
-cannot be written disables caching silently.  The cache never fails a launch.  Stdlib
-only, and cheap to import.
+One file per key (``<sha256 of key>.json``): a header line naming the format version, the
+key (which holds the identity of what the value was computed from: an image's identity, a
+profile's bytes, the stat signature of host files) and the SHA-256 of the value, then the
+value as JSON.  A text may be kept beside it (``<sha256 of key>.txt``, the same header
+line, then the text), read without the JSON parser.  An entry is used only when its header
+names this format and this key and its content has that checksum: anything odd (unreadable,
+corrupt, a flipped byte, another key, another version) is a miss, removed and recomputed;
+the cache never changes a result.  Writes go to a temporary file in the same directory and
+are renamed into place, so readers see either the old or the new entry, never half of one,
+even with hundreds of ranks starting at once.  A cache directory that cannot be written
+disables caching silently; the cache never fails a launch.  Stdlib only, and cheap to
+import.
+
+``XDG_CACHE_HOME`` is used only when it is an absolute path (the XDG base-directory
+specification says to ignore a relative one).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ if TYPE_CHECKING:
     Signature = List[Any]
     PathArg = Union[str, os.PathLike[str]]  # a str or a pathlib.Path
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 MAX_ENTRIES = 512
 MAX_BYTES = 64 << 20
 SUFFIX = ".json"
@@ -55,16 +62,22 @@ def _debug(message: str, *args: object) -> None:
 
 
 def default_directory(environ: Optional[Dict[str, str]] = None) -> str:
-    """``$XDG_CACHE_HOME/hpcrun``, or ``~/.cache/hpcrun``."""
+    """``$XDG_CACHE_HOME/hpcrun`` (when absolute), or ``~/.cache/hpcrun``."""
     env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME") or os.path.join(
+    xdg = env.get("XDG_CACHE_HOME") or ""
+    base = xdg if os.path.isabs(xdg) else os.path.join(
         env.get("HOME") or os.path.expanduser("~"), ".cache"
     )
     return os.path.join(base, "hpcrun")
 
 
+def _header(key: str, body: bytes) -> bytes:
+    """An entry's first line: format, checksum of ``body``, key (which ends the line)."""
+    return f"{CACHE_FORMAT} {sha256_hex(body)} {key}\n".encode("utf-8", "surrogatepass")
+
+
 class FactsCache:
-    """get/put JSON-serialisable dicts by string key, in ``directory``."""
+    """get/put JSON-serialisable dicts (and texts) by string key, in ``directory``."""
 
     def __init__(
         self,
@@ -82,53 +95,65 @@ class FactsCache:
         digest = sha256_hex(key.encode("utf-8", "surrogatepass"))
         return os.path.join(self.directory, digest + suffix)
 
+    def _body(self, key: str, suffix: str) -> Optional[bytes]:
+        """The checked content of ``key``'s entry, or None; a damaged or foreign entry is
+        removed (the caller computes the value again and stores it)."""
+        if "\n" in key:
+            return None
+        path = self._path(key, suffix)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        head, newline, body = data.partition(b"\n")
+        if newline and _header(key, body) == head + newline:
+            return body
+        _debug("hpcrun cache: ignoring a damaged or foreign entry %s", path)
+        self._unlink(path)
+        return None
+
     def get(self, key: str) -> Optional[dict]:
         """The value stored for ``key``, or None (absent, corrupt, foreign or old format)."""
+        body = self._body(key, SUFFIX)
+        if body is None:
+            return None
         import json  # not needed by get_text, the cheapest hit
 
         try:
-            with open(self._path(key), "rb") as f:
-                entry = json.loads(f.read())
-        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
-        if (
-            not isinstance(entry, dict)
-            or entry.get("format") != CACHE_FORMAT
-            or entry.get("key") != key
-            or not isinstance(entry.get("value"), dict)
-        ):
-            return None
-        return entry["value"]
+        return value if isinstance(value, dict) else None
 
     def get_text(self, key: str) -> Optional[str]:
         """The text stored for ``key`` by :meth:`put_text`, or None."""
-        try:
-            with open(self._path(key, TEXT_SUFFIX), "rb") as f:
-                head, newline, text = f.read().decode("utf-8", "surrogatepass").partition("\n")
-        except (OSError, UnicodeDecodeError):
+        body = self._body(key, TEXT_SUFFIX)
+        if body is None:
             return None
-        return text if newline and head == f"{CACHE_FORMAT} {key}" else None
+        try:
+            return body.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return None
 
     def put_text(self, key: str, text: str) -> None:
         """Store ``text`` for ``key`` atomically (beside, not inside, its JSON value)."""
         if "\n" not in key:
-            self._write(self._path(key, TEXT_SUFFIX),
-                        f"{CACHE_FORMAT} {key}\n{text}".encode("utf-8", "surrogatepass"))
+            body = text.encode("utf-8", "surrogatepass")
+            self._write(self._path(key, TEXT_SUFFIX), _header(key, body) + body)
 
     def put(self, key: str, value: Dict[str, Any]) -> None:
         """Store ``value`` for ``key`` atomically; silently does nothing when it cannot."""
         import json
 
+        if "\n" in key:
+            return
         try:
-            data = json.dumps(
-                {"format": CACHE_FORMAT, "key": key, "value": value},
-                separators=(",", ":"),
-                sort_keys=True,
-            ).encode()
+            body = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
         except (TypeError, ValueError) as exc:
             _debug("hpcrun cache: value for %r is not JSON: %s", key, exc)
             return
-        self._write(self._path(key), data)
+        self._write(self._path(key), _header(key, body) + body)
 
     def _write(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` through a temporary file and a rename.

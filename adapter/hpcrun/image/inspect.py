@@ -384,13 +384,15 @@ def inspect_tree(
     )
 
 
-def cache_key(identity: str, app: Optional[Sequence[str]]) -> str:
-    """The facts-cache key: image identity + app command + hpcrun and facts versions."""
+def cache_key(identity: str, app: Optional[Sequence[str]], given: str = "") -> str:
+    """The facts-cache key: image identity (what the facts were computed from) + the image
+    as the user named it (facts and messages name it so: another name is another entry) +
+    app command + hpcrun and facts versions."""
     from hpcrun.image.cache import sha256_hex
 
     # NUL cannot occur in any part (argv, paths), so the joined fields stay apart.
     raw = "\0".join([str(FACTS_VERSION), __version__, records.layout(RECORDS), identity,
-                      *(app or ())])
+                      given, *(app or ())])
     return "facts-" + sha256_hex(raw.encode("utf-8", "surrogatepass"))
 
 
@@ -445,7 +447,7 @@ def _inspect(image: str, app: Optional[Sequence[str]], use_cache: bool, want_tex
         # The key needs only the identity (a stat, and for a SIF its header): a hit never
         # opens the file system, nor imports the image and ELF readers.
         kind, identity = image_identity(image)
-        key = cache_key(identity, app)
+        key = cache_key(identity, app, image)
         text = cache.get_text(key) if want_text else None
         # A sandbox's text holds only while the files its facts came from are unchanged.
         if text is not None and (kind != "sandbox" or _fresh_entry(cache, key, kind, image)):
@@ -471,7 +473,7 @@ def _inspect(image: str, app: Optional[Sequence[str]], use_cache: bool, want_tex
     )
     text = facts_text(facts) if want_text else ""
     if cache is not None:
-        key = cache_key(opened.identity, app)
+        key = cache_key(opened.identity, app, image)
         _store(cache.put, key, {
             "record": records.encode(facts),
             "dependencies": [list(d) for d in opened.dependencies()],

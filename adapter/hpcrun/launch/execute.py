@@ -9,10 +9,11 @@ profile problems).
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
-from hpcrun.errors import ConfigError, EnvironmentNotFoundError, IncompatibleError
+from hpcrun.errors import ConfigError, EnvironmentNotFoundError, ExecError, IncompatibleError
 from hpcrun.launch.which import which
 from hpcrun.plan.model import INCOMPATIBLE, Invocation, Plan
 
@@ -91,4 +92,50 @@ def execute(plan: Plan, environ: Mapping[str, str], runtime_needed: Sequence[str
         find_program(name, env)
     sys.stdout.flush()
     sys.stderr.flush()
-    (exec_fn or os.execve)(program, list(invocation.argv), env)
+    try:
+        (exec_fn or os.execve)(program, list(invocation.argv), env)
+    except OSError as error:
+        raise exec_error(program, list(invocation.argv), env, error) from None
+
+
+def _first_line(program: str) -> bytes:
+    try:
+        with open(program, "rb") as stream:
+            return stream.read(256).split(b"\n", 1)[0]
+    except OSError:
+        return b""
+
+
+def exec_error(program: str, argv: Sequence[str], env: Mapping[str, str],
+               error: OSError) -> ExecError:
+    """The one-line reason why ``execve(program, argv, env)`` failed, with what to do."""
+    if error.errno == errno.E2BIG:
+        size = sum(len(os.fsencode(a)) + 1 for a in argv) + sum(
+            len(os.fsencode(k)) + len(os.fsencode(v)) + 2 for k, v in env.items())
+        longest = max(argv, key=len) if argv else ""
+        return ExecError(
+            f"{program}: argument list too long for the kernel ({len(argv)} arguments and "
+            f"{len(env)} variables, {size} bytes; the longest argument is {len(longest)} "
+            "bytes)",
+            "bind whole directories instead of many single files in the site profile, or "
+            "pass fewer or shorter arguments (a file of inputs instead of a list)")
+    head = _first_line(program)
+    if error.errno == errno.ENOENT and head.startswith(b"#!") and head.endswith(b"\r"):
+        return ExecError(
+            f"{program}: its #! line ends with a carriage return (the script has DOS/Windows "
+            "line endings), so the system looks for an interpreter that does not exist",
+            f"convert it to Unix line endings (dos2unix {program}, or sed -i 's/\\r$//')")
+    if error.errno == errno.ENOENT and head.startswith(b"#!"):
+        interpreter = head[2:].strip().split(b" ")[0].decode("utf-8", "replace")
+        return ExecError(f"{program}: its #! interpreter {interpreter} does not exist",
+                         "install that interpreter or fix the script's first line")
+    if error.errno == errno.ENOEXEC:
+        return ExecError(f"{program}: not an executable the system can start (neither an "
+                         f"ELF program for this machine nor a script with a #! line)",
+                         "reinstall the launcher, or point PATH at a working one")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return ExecError(f"{program}: permission denied (not executable, or on a file "
+                         "system mounted noexec)",
+                         f"chmod +x {program}, or use a copy on an executable file system")
+    return ExecError(f"{program}: cannot be started: {error.strerror or error}",
+                     "check that the launcher is installed correctly")

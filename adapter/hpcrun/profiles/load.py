@@ -354,6 +354,10 @@ def _parse(text: str, file: str) -> Dict[str, Any]:
         raise ProfileError(f"{where}: invalid TOML: {detail}",
                            "fix the syntax (strings need double quotes, tables [name], "
                            "arrays of tables [[name]])", file=file, line=line) from None
+    except RecursionError:  # arrays or inline tables nested thousands of levels deep
+        raise ProfileError(f"{file}: invalid TOML: values nested too deeply to read",
+                           "a site profile nests tables a few levels deep: look for a run of "
+                           "'[' or '{' that never closes", file=file) from None
     return data
 
 
