@@ -57,3 +57,13 @@ class ExecError(HpcrunError):
 class OutputError(HpcrunError):
     """hpcrun cannot create or write something it needs on the host (the Charliecloud
     stage directory, an output file): permissions, a full disk, a read-only file system."""
+
+
+# Hints shared by the image and ELF readers (what a user can do about a bad file).
+HINT_ACCESS = "check the file's permissions and that its file system is readable"
+HINT_TRUNCATED = ("the image file is incomplete (an interrupted copy or download?): copy or "
+                  "download it again")
+HINT_DAMAGED = ("the image file is damaged: rebuild it, or copy or download it again and "
+                "compare its checksum")
+HINT_INSIDE = "check the path inside the image (`hpcrun inspect IMAGE` shows what it holds)"
+HINT_NOT_ELF = "the file is not a shared library or program: check what the path names"

@@ -304,7 +304,7 @@ def test_unreadable_partition_type(squashfs: Path, tmp_path: Path) -> None:
     [
         (lambda b: b[:2000], "truncated SIF file"),
         (lambda b: b[:20000], "descriptor table"),
-        (lambda b: b[:-10], "beyond the end"),
+        (lambda b: b[:-10], "truncated SIF file: object 2"),
         (lambda b: b[:32] + b"XIF" + b[35:], "not a container image"),
         (lambda b: b[:42] + b"99" + b[44:], "unsupported SIF version"),
     ],

@@ -130,7 +130,9 @@ def test_lookup_reads_only_the_blocks_on_the_path(big_image: Path) -> None:
 def test_opening_reads_only_the_superblock(
     big_image: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One pread on open; a deep lookup reads a few metadata blocks, no data blocks."""
+    """Open reads the superblock, the 2-byte headers of the inode table's blocks and the
+    small uid/gid table (what unsquashfs checks); a deep lookup then reads a few metadata
+    blocks, no data blocks."""
     calls: List[Tuple[int, int]] = []
     real_pread = os.pread
 
@@ -140,9 +142,14 @@ def test_opening_reads_only_the_superblock(
 
     monkeypatch.setattr(squashfs.os, "pread", counting)
     backend = SquashfsBackend(str(big_image))
-    assert calls == [(96, 0)]
+    assert calls[0] == (96, 0)
+    headers = [c for c in calls[1:] if c[0] == 2]
+    assert headers and all(backend.inode_table <= at < backend.dir_table for _, at in headers)
+    others = calls[1 + len(headers):]
+    assert len(others) == 2 and others[0][1] == backend.id_table  # the index, then its block
+    opened = len(calls)
     assert Tree(backend).lookup("/deep/a/b/c/d/leaf") is not None
-    assert 1 < len(calls) <= 8
+    assert 1 < len(calls) - opened <= 8
     assert all(offset >= backend.inode_table for _size, offset in calls[1:])
 
 
@@ -410,8 +417,8 @@ def test_metadata_block_beyond_the_table(small_image: Path, tmp_path: Path) -> N
     at = backend.inode_table
     backend.close()
     bad = _patched(small_image, tmp_path, {at: struct.pack("<H", 0x8000 | 0x7FFF)})
-    with pytest.raises(ImageError, match=f"metadata block at offset {at}"):
-        Tree(SquashfsBackend(str(bad))).listdir("/")
+    with pytest.raises(ImageError, match=f"inode table's metadata block at byte offset {at}"):
+        SquashfsBackend(str(bad))  # refused at open, as unsquashfs refuses it
 
 
 def test_corrupt_compressed_data(small_image: Path, tmp_path: Path) -> None:

@@ -105,6 +105,10 @@ def inspect_command(
     """Show the facts hpcrun reads from an image: architecture, libc, MPI, GPU runtimes, app."""
     from hpcrun.image.inspect import inspect_image, inspect_image_text
 
+    if image.startswith("-") and image != "-":  # typer took an option as the image
+        raise UsageError(f"no image before {image}",
+                         hint="hpcrun inspect [--json] [--no-cache] IMAGE [--app CMD ...] "
+                              "(an image whose name starts with - is given as ./NAME)")
     app, late_json, late_no_cache = split_arguments(list(command or []))
     use_cache = not (no_cache or late_no_cache)
     if as_json or late_json:

@@ -26,7 +26,12 @@ import struct
 
 from hpcrun.elf.ldscript import MAX_SCRIPT_BYTES, looks_like_ld_script, parse_ld_script
 from hpcrun.elf.model import ElfInfo, VersionNeed
-from hpcrun.errors import ElfError
+from hpcrun.errors import (
+    HINT_ACCESS,
+    HINT_NOT_ELF,
+    HINT_TRUNCATED,
+    ElfError,
+)
 from hpcrun.records import record
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -151,7 +156,7 @@ class _Reader:
         try:
             self.size = stream.seek(0, io.SEEK_END)
         except (OSError, ValueError) as error:
-            raise ElfError(f"{path}: cannot seek: {error}") from error
+            raise ElfError(f"{path}: cannot seek: {error}", hint=HINT_ACCESS) from error
 
     def at(self, offset: int, size: int, what: str) -> bytes:
         if offset < 0 or size < 0 or offset + size > self.size or size > MAX_TABLE_BYTES:
@@ -164,9 +169,10 @@ class _Reader:
             self.stream.seek(offset)
             data = self.stream.read(size)
         except (OSError, ValueError) as error:
-            raise ElfError(f"{self.path}: cannot read {what}: {error}") from error
+            raise ElfError(f"{self.path}: cannot read {what}: {error}", hint=HINT_ACCESS) from error
         if len(data) != size:
-            raise ElfError(f"{self.path}: truncated ELF file (short read of {what})")
+            raise ElfError(f"{self.path}: truncated ELF file (short read of {what})",
+                           hint=HINT_TRUNCATED)
         return data
 
 
@@ -180,7 +186,7 @@ def _corrupt(path: str, what: str) -> ElfError:
 def _header(reader: _Reader, ident: bytes) -> _Header:
     path = reader.path
     if len(ident) < 16:
-        raise ElfError(f"{path}: truncated ELF header")
+        raise ElfError(f"{path}: truncated ELF header", hint=HINT_TRUNCATED)
     klass, data = ident[4], ident[5]
     if klass not in (1, 2):
         raise _corrupt(path, f"unknown ELF class {klass}")
@@ -393,7 +399,7 @@ def _ld_script(stream: BinaryIO, path: str, head: bytes) -> ElfInfo:
         stream.seek(0)
         data = stream.read(MAX_SCRIPT_BYTES)
     except (OSError, ValueError) as error:
-        raise ElfError(f"{path}: cannot read: {error}") from error
+        raise ElfError(f"{path}: cannot read: {error}", hint=HINT_ACCESS) from error
     if not looks_like_ld_script(data):
         raise ElfError(
             f"{path}: not an ELF file (starts with {head[:8]!r}) and not a GNU ld script",
@@ -422,7 +428,7 @@ def read_elf(stream: BinaryIO, path: str) -> ElfInfo:
         stream.seek(0)
         head = stream.read(64)
     except (OSError, ValueError) as error:
-        raise ElfError(f"{path}: cannot read: {error}") from error
+        raise ElfError(f"{path}: cannot read: {error}", hint=HINT_ACCESS) from error
     if not head.startswith(ELF_MAGIC):
         return _ld_script(stream, path, head)
     try:
@@ -481,7 +487,8 @@ def read_elf_file(path: str) -> ElfInfo:
         with open(path, "rb") as stream:
             return read_elf(stream, path)
     except OSError as error:
-        raise ElfError(f"{path}: cannot open: {error.strerror or error}") from error
+        raise ElfError(f"{path}: cannot open: {error.strerror or error}",
+                       hint=HINT_ACCESS) from error
 
 
 def _elf(stream: BinaryIO, path: str) -> Tuple[_Reader, _Header]:
@@ -489,9 +496,9 @@ def _elf(stream: BinaryIO, path: str) -> Tuple[_Reader, _Header]:
         stream.seek(0)
         head = stream.read(64)
     except (OSError, ValueError) as error:
-        raise ElfError(f"{path}: cannot read: {error}") from error
+        raise ElfError(f"{path}: cannot read: {error}", hint=HINT_ACCESS) from error
     if not head.startswith(ELF_MAGIC):
-        raise ElfError(f"{path}: not an ELF file")
+        raise ElfError(f"{path}: not an ELF file", hint=HINT_NOT_ELF)
     reader = _Reader(stream, path)
     return reader, _header(reader, head)
 

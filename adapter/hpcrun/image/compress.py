@@ -15,7 +15,11 @@ there, which is a third of the bytes image inspection would otherwise inflate.
 
 from __future__ import annotations
 
-from hpcrun.errors import ImageError
+from hpcrun.errors import (
+    HINT_DAMAGED,
+    HINT_TRUNCATED,
+    ImageError,
+)
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
@@ -42,11 +46,12 @@ class _Corrupt(Exception):
 
 
 def _too_big(name: str, expected: int) -> ImageError:
-    return ImageError(f"corrupt {name} data: decompresses to more than {expected} bytes")
+    return ImageError(f"corrupt {name} data: decompresses to more than {expected} bytes",
+                      hint=HINT_DAMAGED)
 
 
 def _truncated(name: str) -> ImageError:
-    return ImageError(f"corrupt {name} data: the stream is truncated")
+    return ImageError(f"corrupt {name} data: the stream is truncated", hint=HINT_TRUNCATED)
 
 
 def _gzip_steps(data: bytes) -> Step:
@@ -61,7 +66,7 @@ def _gzip_steps(data: bytes) -> Step:
             try:
                 out = obj.decompress(pending[0], n)
             except zlib.error as exc:
-                raise ImageError(f"corrupt gzip data: {exc}") from None
+                raise ImageError(f"corrupt gzip data: {exc}", hint=HINT_DAMAGED) from None
             pending[0] = obj.unconsumed_tail
             if out or obj.eof:
                 return out, obj.eof
@@ -81,7 +86,7 @@ def _lzma_steps(name: str, fmt_name: str, data: bytes) -> Step:
         try:
             out = obj.decompress(pending[0], n)
         except (lzma.LZMAError, ValueError, EOFError) as exc:
-            raise ImageError(f"corrupt {name} data: {exc}") from None
+            raise ImageError(f"corrupt {name} data: {exc}", hint=HINT_DAMAGED) from None
         pending[0] = b""
         if not out and not obj.eof and obj.needs_input:
             raise _truncated(name)
@@ -299,7 +304,7 @@ def _pure(name: str, func: Callable[[bytes, int], bytes]) -> Decompress:
         try:
             return func(data, expected)
         except _Corrupt as exc:
-            raise ImageError(f"corrupt {name} data: {exc}") from None
+            raise ImageError(f"corrupt {name} data: {exc}", hint=HINT_DAMAGED) from None
 
     return run
 
@@ -311,7 +316,7 @@ def _lz4_package(data: bytes, expected: int) -> bytes:
         # The size bound makes lz4 stop (with an error) instead of growing past one block.
         out: bytes = lz4.block.decompress(data, uncompressed_size=expected)
     except Exception as exc:  # lz4.block.LZ4BlockError and ValueError for short outputs
-        raise ImageError(f"corrupt lz4 data: {exc}") from None
+        raise ImageError(f"corrupt lz4 data: {exc}", hint=HINT_DAMAGED) from None
     return out
 
 
@@ -335,7 +340,7 @@ def _zstd() -> Decompress:
             try:
                 out: bytes = dctx.decompress(data, max_output_size=expected)
             except zstandard.ZstdError as exc:
-                raise ImageError(f"corrupt zstd data: {exc}") from None
+                raise ImageError(f"corrupt zstd data: {exc}", hint=HINT_DAMAGED) from None
             if len(out) > expected:
                 raise _too_big("zstd", expected)
             return out
@@ -362,11 +367,11 @@ def _zstd() -> Decompress:
             obj = std.ZstdDecompressor()
             out: bytes = obj.decompress(data, max_length=expected + 1)
         except Exception as exc:  # the module's ZstdError
-            raise ImageError(f"corrupt zstd data: {exc}") from None
+            raise ImageError(f"corrupt zstd data: {exc}", hint=HINT_DAMAGED) from None
         if len(out) > expected:
             raise _too_big("zstd", expected)
         if not obj.eof:
-            raise ImageError("corrupt zstd data: the stream is truncated")
+            raise ImageError("corrupt zstd data: the stream is truncated", hint=HINT_TRUNCATED)
         return out
 
     return run_std

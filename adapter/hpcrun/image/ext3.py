@@ -14,7 +14,12 @@ import os
 import stat
 import struct
 
-from hpcrun.errors import ImageError
+from hpcrun.errors import (
+    HINT_ACCESS,
+    HINT_DAMAGED,
+    HINT_TRUNCATED,
+    ImageError,
+)
 from hpcrun.image.fs import DIR, FILE, OTHER, SYMLINK, Node
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -119,10 +124,11 @@ class Ext3Backend:
         try:
             total = os.fstat(self._file.fileno()).st_size
         except OSError as exc:  # pragma: no cover - fstat on an open file
-            raise ImageError(f"{self.name}: cannot stat: {exc.strerror}") from exc
+            raise ImageError(f"{self.name}: cannot stat: {exc.strerror}", hint=HINT_ACCESS) from exc
         self.size = total - offset if size < 0 else size
         if offset < 0 or offset + self.size > total:
-            raise ImageError(f"{self.name}: the partition lies beyond the end of the file")
+            raise ImageError(f"{self.name}: the partition lies beyond the end of the file",
+                             hint=HINT_TRUNCATED)
         self._inodes: Dict[int, _Inode] = {}
         self._dirs: Dict[int, Dict[str, int]] = {}
         self._extents: Dict[int, List[Tuple[int, int, int, bool]]] = {}
@@ -151,9 +157,9 @@ class Ext3Backend:
         try:
             data = os.pread(self._file.fileno(), length, self.offset + pos)
         except OSError as exc:
-            raise ImageError(f"{self.name}: cannot read: {exc.strerror}") from exc
+            raise ImageError(f"{self.name}: cannot read: {exc.strerror}", hint=HINT_ACCESS) from exc
         if len(data) != length:
-            raise ImageError(f"{self.name}: the image is truncated")
+            raise ImageError(f"{self.name}: the image is truncated", hint=HINT_TRUNCATED)
         return data
 
     def _block(self, number: int) -> bytes:
@@ -209,7 +215,8 @@ class Ext3Backend:
             )
         if log_block > 6:
             raise ImageError(
-                f"{self.name}: corrupt ext2/3/4 superblock (block size 2^{log_block + 10})"
+                f"{self.name}: corrupt ext2/3/4 superblock (block size 2^{log_block + 10})",
+                                                            hint=HINT_DAMAGED
             )
         self.block_size = 1024 << log_block
         is64 = bool(self.incompat & INCOMPAT_64BIT)
@@ -225,7 +232,7 @@ class Ext3Backend:
             or self.inode_size > self.block_size
             or self.inode_size & (self.inode_size - 1)
         ):
-            raise ImageError(f"{self.name}: corrupt ext2/3/4 superblock")
+            raise ImageError(f"{self.name}: corrupt ext2/3/4 superblock", hint=HINT_DAMAGED)
         self.filetype = bool(self.incompat & INCOMPAT_FILETYPE)
         groups = -(-(self.blocks_count - self.first_data_block) // self.blocks_per_group)
         self.group_count = max(1, groups)
@@ -236,7 +243,8 @@ class Ext3Backend:
         table = self._group_tables.get(group)
         if table is None:
             if group >= self.group_count:
-                raise ImageError(f"{self.name}: corrupt ext2/3/4 file system (inode group {group})")
+                raise ImageError(f"{self.name}: corrupt ext2/3/4 file system (inode group {group})",
+                                 hint=HINT_DAMAGED)
             pos = self._gdt_block * self.block_size + group * self.desc_size
             raw = self._pread(pos, self.desc_size)
             table = struct.unpack_from("<I", raw, 8)[0]
@@ -256,7 +264,8 @@ class Ext3Backend:
         if inode is not None:
             return inode
         if number < 1 or number > self.inodes_count:
-            raise ImageError(f"{self.name}: corrupt ext2/3/4 file system (inode {number})")
+            raise ImageError(f"{self.name}: corrupt ext2/3/4 file system (inode {number})",
+                             hint=HINT_DAMAGED)
         group, index = divmod(number - 1, self.inodes_per_group)
         pos = self._inode_table(group) * self.block_size + index * self.inode_size
         inode = _Inode(number, self._pread(pos, min(self.inode_size, 256)))
@@ -341,7 +350,8 @@ class Ext3Backend:
                         return _run_in(table, index)
                     block = table[index]
             lblock -= span
-        raise ImageError(f"{self.name}: corrupt ext2/3 block map (file too large)")
+        raise ImageError(f"{self.name}: corrupt ext2/3 block map (file too large)",
+                         hint=HINT_DAMAGED)
 
     def _map(self, inode: _Inode, lblock: int) -> Tuple[int, int]:
         if inode.flags & EXTENTS_FL:
@@ -373,7 +383,7 @@ class Ext3Backend:
                 if phys + count > self.blocks_count:
                     raise ImageError(
                         f"{self.name}: corrupt ext2/3/4 file system (block {phys + count - 1} "
-                        f"of inode {inode.number} is past the end)"
+                        f"of inode {inode.number} is past the end)", hint=HINT_TRUNCATED
                     )
                 chunk = self._pread(phys * bs + within, min(count * bs - within, want))
             else:
@@ -438,7 +448,8 @@ class Ext3Backend:
         """The root directory (inode 2)."""
         node = self._node(self._inode(ROOT_INODE))
         if node.kind != DIR:
-            raise ImageError(f"{self.name}: corrupt ext2/3/4 file system (root is not a directory)")
+            raise ImageError(f"{self.name}: corrupt ext2/3/4 file system (root is not a directory)",
+                             hint=HINT_DAMAGED)
         return node
 
     @_guard
@@ -461,7 +472,8 @@ class Ext3Backend:
             raw = inode.i_block[: inode.size]
         else:
             if inode.size > 4096 * 4:
-                raise ImageError(f"{self.name}: corrupt symbolic link (inode {inode.number})")
+                raise ImageError(f"{self.name}: corrupt symbolic link (inode {inode.number})",
+                                 hint=HINT_DAMAGED)
             raw = self._read_inode(inode, 0, inode.size)
         return raw.decode("utf-8", "surrogateescape")
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import io
 
-from hpcrun.errors import ImageError
+from hpcrun.errors import (
+    HINT_INSIDE,
+    ImageError,
+)
 from hpcrun.records import record
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -195,22 +198,24 @@ class Tree:
         """The target of the symbolic link at ``path`` (intermediate links followed)."""
         node = self.lookup(path, follow=False)
         if node is None or node.kind != SYMLINK:
-            raise ImageError(f"{self.name}: {path} is not a symbolic link")
+            raise ImageError(f"{self.name}: {path} is not a symbolic link", hint=HINT_INSIDE)
         return self.backend.readlink(node)
 
     def listdir(self, path: str) -> List[str]:
         """Names in a directory (sorted); ImageError when it is not one."""
         node = self.lookup(path)
         if node is None or node.kind != DIR:
-            raise ImageError(f"{self.name}: {path} is not a directory in the image")
+            raise ImageError(f"{self.name}: {path} is not a directory in the image",
+                             hint=HINT_INSIDE)
         return sorted(self.backend.listdir(node))
 
     def _file(self, path: str) -> Node:
         node = self.lookup(path)
         if node is None:
-            raise ImageError(f"{self.name}: {path} does not exist in the image")
+            raise ImageError(f"{self.name}: {path} does not exist in the image", hint=HINT_INSIDE)
         if node.kind != FILE:
-            raise ImageError(f"{self.name}: {path} is not a regular file in the image")
+            raise ImageError(f"{self.name}: {path} is not a regular file in the image",
+                             hint=HINT_INSIDE)
         return node
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import stat
 
-from hpcrun.errors import EncryptedImageError, ImageError
+from hpcrun.errors import EncryptedImageError, ImageError, UsageError
 from hpcrun.records import record
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -348,6 +348,10 @@ def _check_rootfs(path: str) -> None:
 
 def _locate(image: str, environ: Optional[Mapping[str, str]]) -> Tuple[str, os.stat_result]:
     """The local path of ``image`` (a URI goes through the runtime cache) and its stat."""
+    if not image:
+        raise UsageError("the image argument is empty",
+                         hint="give the path of the image: a .sif file, a squashfs or ext3 "
+                              "image, or a sandbox directory")
     if is_uri(image):
         cached = find_cached_sif(image, environ)
         if cached is None:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import stat
 
-from hpcrun.errors import ImageError
+from hpcrun.errors import (
+    HINT_ACCESS,
+    ImageError,
+)
 from hpcrun.image.fs import DIR, FILE, OTHER, SYMLINK, Node
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -84,7 +87,8 @@ class SandboxBackend:
             return os.readlink(str(node.ref))
         except OSError as exc:
             raise ImageError(
-                f"{self.name}: cannot read link {self._inner(str(node.ref))}: {exc.strerror}"
+                f"{self.name}: cannot read link {self._inner(str(node.ref))}: {exc.strerror}",
+                                                             hint=HINT_ACCESS
             ) from exc
 
     def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes:
@@ -113,7 +117,8 @@ class SandboxBackend:
             return b"".join(chunks)
         except OSError as exc:
             raise ImageError(
-                f"{self.name}: cannot read {self._inner(str(node.ref))}: {exc.strerror}"
+                f"{self.name}: cannot read {self._inner(str(node.ref))}: {exc.strerror}",
+                                                        hint=HINT_ACCESS
             ) from exc
         finally:
             os.close(fd)
@@ -124,7 +129,8 @@ class SandboxBackend:
             return os.listdir(str(directory.ref))
         except OSError as exc:
             raise ImageError(
-                f"{self.name}: cannot list {self._inner(str(directory.ref))}: {exc.strerror}"
+                f"{self.name}: cannot list {self._inner(str(directory.ref))}: {exc.strerror}",
+                                                        hint=HINT_ACCESS
             ) from exc
 
     def seen(self) -> Tuple[Tuple[str, int], ...]:

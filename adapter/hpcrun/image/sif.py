@@ -12,7 +12,11 @@ import os
 import struct
 import time
 
-from hpcrun.errors import ImageError
+from hpcrun.errors import (
+    HINT_ACCESS,
+    HINT_TRUNCATED,
+    ImageError,
+)
 from hpcrun.records import record
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -378,9 +382,10 @@ class SifImage:
             with open(self.path, "rb") as f:
                 data = os.pread(f.fileno(), descriptor.size, descriptor.offset)
         except OSError as exc:
-            raise ImageError(f"{self.path}: cannot read: {exc.strerror}") from exc
+            raise ImageError(f"{self.path}: cannot read: {exc.strerror}", hint=HINT_ACCESS) from exc
         if len(data) != descriptor.size:
-            raise ImageError(f"{self.path}: SIF object {descriptor.id} is truncated")
+            raise ImageError(f"{self.path}: SIF object {descriptor.id} is truncated",
+                             hint=HINT_TRUNCATED)
         return data
 
 
@@ -393,7 +398,9 @@ def parse_header(raw: bytes, path: str = "<sif>") -> SifHeader:
         )
     fields = struct.unpack_from(HEADER_FORMAT, raw)
     if fields[1] != SIF_MAGIC:
-        raise ImageError(f"{path}: not a SIF file (no SIF_MAGIC at offset {MAGIC_OFFSET})")
+        raise ImageError(f"{path}: not a SIF file (no SIF_MAGIC at byte offset {MAGIC_OFFSET})",
+                         hint="give a .sif image built by Apptainer or SingularityCE (or a "
+                              "squashfs/ext3 image or a sandbox directory)")
     version = _cstr(fields[2])
     if version not in SUPPORTED_VERSIONS:
         raise ImageError(
@@ -498,11 +505,20 @@ def read_sif(path: str) -> SifImage:
         if not raw[4]:  # the `used` byte: free slots may hold stale or zero bytes
             continue
         d = parse_descriptor(raw)
-        if d.offset < 0 or d.size < 0 or d.end > size:
+        at = header.descriptors_offset + i * DESCRIPTOR_SIZE
+        if d.offset < 0 or d.size < 0 or d.size_with_padding < 0:
             raise ImageError(
-                f"{path}: SIF object {d.id} ({d.datatype_name}) lies beyond the end of the "
-                f"file (bytes {d.offset}-{d.end} of {size})",
-                hint="the image file is incomplete: download or build it again",
+                f"{path}: corrupt SIF descriptor {i} at byte offset {at}: object {d.id} "
+                f"({d.datatype_name}) has offset {d.offset} and size {d.size}",
+                hint="the image file is damaged, not just incomplete: build or download it "
+                     "again and compare its checksum with the original",
+            )
+        if d.end > size:
+            raise ImageError(
+                f"{path}: truncated SIF file: object {d.id} ({d.datatype_name}, descriptor "
+                f"at byte offset {at}) ends at byte {d.end}, the file has {size} bytes",
+                hint="the image file is incomplete (an interrupted copy or download?): copy "
+                     "or download it again",
             )
         descriptors.append(d)
     return SifImage(path=path, file_size=size, header=header, descriptors=tuple(descriptors))

@@ -30,7 +30,14 @@ import os
 import stat
 import struct
 
-from hpcrun.errors import EnvironmentNotFoundError, HpcrunError, ImageError
+from hpcrun.errors import (
+    HINT_ACCESS,
+    HINT_DAMAGED,
+    HINT_INSIDE,
+    EnvironmentNotFoundError,
+    HpcrunError,
+    ImageError,
+)
 from hpcrun.image.fs import DIR, FILE, OTHER, SYMLINK, Node
 
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
@@ -231,7 +238,8 @@ class SquashfsBackend:
         try:
             file_size = os.fstat(self._fd).st_size
         except OSError as exc:
-            raise ImageError(f"{self.name}: cannot stat the image: {exc.strerror}") from None
+            raise ImageError(f"{self.name}: cannot stat the image: {exc.strerror}",
+                             hint=HINT_ACCESS) from None
         avail = file_size - self._base if size < 0 else min(size, file_size - self._base)
         if avail < SUPERBLOCK.size:
             raise ImageError(
@@ -313,6 +321,45 @@ class SquashfsBackend:
                 f"{self.name}: squashfs fragment table offset {frag_table} is out of range",
                 hint=_CORRUPT_HINT,
             )
+        self._check_tables()
+
+    def _check_tables(self) -> None:
+        """What ``unsquashfs`` checks before it lists anything, cheaply: the inode table is a
+        chain of metadata blocks that ends exactly where the directory table starts (one
+        2-byte header read per block, nothing decompressed), and the uid/gid table is there
+        and complete (one small block).  A damaged table is refused at open, not called
+        compatible because the few paths hpcrun reads happened to avoid it."""
+        pos = self.inode_table
+        while pos < self.dir_table:
+            raw = self._pread(pos, 2, "inode table block")
+            stored = (raw[0] | (raw[1] << 8)) & 0x7FFF
+            if stored == 0 or pos + 2 + stored > self.dir_table:
+                raise self._corrupt(
+                    f"the inode table's metadata block at byte offset {pos} has size "
+                    f"{stored}, which does not fit before the directory table at "
+                    f"{self.dir_table}")
+            pos += 2 + stored
+        count = self.id_count
+        blocks = (count * 4 + METADATA_SIZE - 1) // METADATA_SIZE
+        index_end = self.id_table + 8 * blocks
+        if count == 0 or self.id_table == NO_TABLE or not (
+                self.dir_table < self.id_table and index_end <= self.bytes_used):
+            raise self._corrupt(
+                f"the uid/gid table ({count} ids, index at byte offset {self.id_table}) lies "
+                f"outside the image ({self.bytes_used} bytes)")
+        index = self._pread(self.id_table, 8 * blocks, "uid/gid table index")
+        got = 0
+        for i in range(blocks):
+            start = struct.unpack_from("<Q", index, 8 * i)[0]
+            if not self.dir_table < start < self.id_table:
+                raise self._corrupt(
+                    f"the uid/gid table index entry {i} (byte offset {self.id_table + 8 * i}) "
+                    f"points at byte offset {start}, outside the table")
+            got += len(self._mblock(start, self.id_table)[0])
+        if got < count * 4:
+            raise self._corrupt(
+                f"the uid/gid table at byte offset {self.id_table} holds {got // 4} of its "
+                f"{count} ids")
 
     def close(self) -> None:
         """Close the image file."""
@@ -347,7 +394,8 @@ class SquashfsBackend:
         try:
             data = os.pread(self._fd, n, self._base + pos)
         except OSError as exc:
-            raise ImageError(f"{self.name}: cannot read offset {pos}: {exc.strerror}") from None
+            raise ImageError(f"{self.name}: cannot read offset {pos}: {exc.strerror}",
+                             hint=HINT_ACCESS) from None
         if len(data) != n:
             raise self._corrupt(f"{what} at offset {pos}: the file is truncated")
         return data
@@ -586,7 +634,7 @@ class SquashfsBackend:
 
     def _dir(self, node: Node) -> _Dir:
         if not isinstance(node.ref, _Dir):
-            raise ImageError(f"{self.name}: not a directory")
+            raise ImageError(f"{self.name}: not a directory", hint=HINT_INSIDE)
         return node.ref
 
     def _checked_child(self, d: _Dir, ref: int) -> Node:
@@ -644,7 +692,7 @@ class SquashfsBackend:
     def readlink(self, node: Node) -> str:
         """The target of a symbolic link."""
         if node.kind != SYMLINK or not isinstance(node.ref, _Leaf):
-            raise ImageError(f"{self.name}: not a symbolic link")
+            raise ImageError(f"{self.name}: not a symbolic link", hint=HINT_INSIDE)
         return node.ref.target
 
     @_guard
@@ -653,7 +701,7 @@ class SquashfsBackend:
         the blocks that cover the range."""
         f = node.ref
         if not isinstance(f, _File):
-            raise ImageError(f"{self.name}: not a regular file")
+            raise ImageError(f"{self.name}: not a regular file", hint=HINT_INSIDE)
         offset = max(0, offset)
         end = f.size if size < 0 else min(f.size, offset + size)
         if offset >= end:
@@ -756,7 +804,8 @@ class SquashfsBackend:
             if not part.ended and len(data) >= limit:
                 more, part.ended = part.step(1)  # the stream must end at a block
                 if more:
-                    raise ImageError(f"corrupt data: decompresses to more than {limit} bytes")
+                    raise ImageError(f"corrupt data: decompresses to more than {limit} bytes",
+                                     hint=HINT_DAMAGED)
         except ImageError as exc:
             self._data_cache.pop(pos, None)
             raise self._corrupt(f"{what} at offset {pos}: {exc.message}") from None
@@ -831,7 +880,7 @@ class SquashfsBackend:
         """(major, minor) of a block or character device node."""
         leaf = node.ref
         if not isinstance(leaf, _Leaf):
-            raise ImageError(f"{self.name}: not a device")
+            raise ImageError(f"{self.name}: not a device", hint=HINT_INSIDE)
         dev = leaf.rdev
         return (dev >> 8) & 0xFFF, (dev & 0xFF) | ((dev >> 12) & 0xFFF00)
 
