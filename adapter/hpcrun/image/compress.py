@@ -3,9 +3,10 @@
 ``decompressor(compression_id)`` returns ``f(data, expected_size) -> bytes``.  gzip (zlib),
 xz and lzma use the standard library; lz4 uses the ``lz4`` package when it is installed and
 a pure-Python LZ4 block decoder otherwise; lzo always uses the pure-Python LZO1X decoder
-below (python-lzo is GPL); zstd needs ``zstandard`` (or ``backports.zstd`` /
-``compression.zstd``).  Every failure is an :class:`~hpcrun.errors.ImageError`; the squashfs
-reader adds where in the image it happened.  Modules are imported on first use so that the
+below (python-lzo is GPL); zstd uses ``zstandard`` (a dependency of hpcrun before Python
+3.14), else the standard library's ``compression.zstd`` (3.14+) or ``backports.zstd``.
+Every failure is an :class:`~hpcrun.errors.ImageError`; the squashfs reader adds where in
+the image it happened.  Modules are imported on first use so that the
 launch path pays nothing for codecs it never needs.
 
 ``stepper(compression_id, data)`` decodes one block incrementally (gzip, xz, lzma): a read
@@ -358,7 +359,8 @@ def _zstd() -> Decompress:
     if module is None:
         raise ImageError(
             "the image is compressed with zstd, and no zstd decompressor is installed",
-            hint="pip install zstandard (or hpcrun[zstd]), or skip the image check with --no-check",
+            hint="hpcrun depends on zstandard (Python < 3.14): reinstall hpcrun or pip install "
+            "zstandard, or skip the image check with --no-check",
         )
     std: Any = module
 
