@@ -18,11 +18,19 @@ FACTS_VERSION = 1
 
 @record
 class Libc:
-    """The image's C library: ``kind`` is glibc, musl or unknown; ``version`` like ``2.36``."""
+    """The image's C library: ``kind`` is glibc, musl or unknown; ``version`` like ``2.36``.
+
+    For glibc ``version`` is the release, read from the library itself (its banner "GNU C
+    Library ... release version 2.31" or its file name ``libc-2.31.so``);
+    ``symbol_version`` is the newest ``GLIBC_x`` symbol version it defines, which lags the
+    release when a release added no symbols (Debian 11's glibc 2.31 defines up to
+    GLIBC_2.30).  Verdicts about symbol versions quote both.
+    """
 
     kind: str = "unknown"
     version: str = ""
     path: str = ""
+    symbol_version: str = ""
 
 
 @record

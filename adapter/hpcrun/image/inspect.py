@@ -62,6 +62,11 @@ PROVIDERS_PATTERN = (
 _LIBRARY_NAME = r"^(lib.*|ld-.*|ld64)\.so(\.[0-9][\w.]*)?$"
 _GLIBC_VERSION = r"^GLIBC_(\d+(?:\.\d+)+)$"
 _MUSL_VERSION = rb"\0(1\.\d+\.\d+)\0"
+# glibc's banner (what running libc.so.6 prints): "GNU C Library (Debian GLIBC 2.31-13)
+# stable release version 2.31." ("development release" for snapshots).
+_GLIBC_BANNER = "GNU C Library "
+_GLIBC_RELEASE = r" release version (\d+\.\d+(?:\.\d+)?)"
+_GLIBC_FILE = r"^libc-(\d+\.\d+(?:\.\d+)?)\.so$"  # glibc < 2.34 installs libc-2.31.so
 
 
 def _rx(pattern: Any) -> Pattern[Any]:
@@ -188,8 +193,9 @@ def _libc(tree: Tree, elf: _Elves, finder: _Finder, warnings: List[str]) -> Libc
             warnings.append(f"libc: {error.message}")
             return Libc("glibc", "", path)
         versions = [m.group(1) for m in map(_rx(_GLIBC_VERSION).match, info.version_defs) if m]
-        version = max(versions, key=_version_key) if versions else ""
-        return Libc("glibc", version, path)
+        newest = max(versions, key=_version_key) if versions else ""
+        release = _glibc_release(tree, path)
+        return Libc("glibc", release or newest, path, newest)
     for directory in ("/lib", "/usr/lib"):
         if not _is_dir(tree, directory):
             continue
@@ -198,6 +204,27 @@ def _libc(tree: Tree, elf: _Elves, finder: _Finder, warnings: List[str]) -> Libc
                 musl = posixpath.join(directory, name)
                 return Libc("musl", _musl_version(tree, musl), musl)
     return Libc()
+
+
+def _glibc_release(tree: Tree, path: str) -> str:
+    """glibc's release as the library states it: the ``libc-X.Y.so`` file the link
+    ``libc.so.6`` points to (glibc < 2.34; costs no read), else its banner in
+    ``.rodata``.  "" when neither is there (then the caller falls back to the newest
+    symbol version)."""
+    from hpcrun.elf.reader import find_strings
+
+    match = _rx(_GLIBC_FILE).match(posixpath.basename(tree.realpath(path)))
+    if match:
+        return match.group(1)
+    try:
+        with tree.open(path) as stream:
+            for banner in find_strings(stream, [_GLIBC_BANNER], path):
+                found = _rx(_GLIBC_RELEASE).search(banner)
+                if found:
+                    return found.group(1)
+    except HpcrunError:
+        pass
+    return ""
 
 
 def _musl_version(tree: Tree, path: str) -> str:
