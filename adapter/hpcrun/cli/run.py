@@ -267,7 +267,54 @@ def contributions(profile: Profile, request: Request, host: HostFacts,
     wireup = _optional("hpcrun.render.wireup", "decide")
     if wireup is not None:
         found.append(wireup(profile, request, kind))
+    found.append(launcher_check(profile, request, environ))
     return [c for c in found if isinstance(c, Contribution)]
+
+
+def _option_value(words: Tuple[str, ...], key: str) -> str:
+    """The value of srun option ``key`` among launcher words ("" when not given)."""
+    from hpcrun.launch.launchers import SRUN, parse_options
+
+    options, _ = parse_options(SRUN, list(words), strict=False)
+    value = ""
+    for option in options:
+        if key in option.keys:
+            word = option.words[0]
+            value = word.partition("=")[2] if "=" in word else (
+                option.words[1] if len(option.words) > 1 else "")
+    return value
+
+
+def launcher_check(profile: Profile, request: Request, environ: Mapping[str, str]
+                   ) -> Optional[Contribution]:
+    """Can the launcher start ranks of the host MPI (:mod:`hpcrun.resolve.wireup`)?
+    None without a launcher or a host MPI."""
+    if not request.launcher or profile.mpi is None or not profile.mpi.libraries:
+        return None
+    from hpcrun.host.launcher import (
+        find_alternatives,
+        identify_launcher,
+        pmi_clients,
+        rules,
+        slurm_mpi,
+    )
+    from hpcrun.resolve.wireup import check
+
+    info = identify_launcher(request.launcher[0], environ)
+    slurm = None
+    if info.kind == "srun":
+        option = _option_value(tuple(request.launcher[1:]), "mpi")
+        source = "given on the command line"
+        if not option:
+            defaults = profile.launcher_defaults("srun")
+            option = _option_value(tuple(defaults.options), "mpi") if defaults else ""
+            source = "launchers.srun in the site profile"
+        slurm = slurm_mpi(info.path, option, source, environ)
+    mpi = profile.mpi
+    label = f"{mpi.implementation or mpi.family} ({os.path.basename(mpi.libraries[0])})"
+    clients = pmi_clients(mpi.libraries, mpi.library_dirs)
+    names = [n for alt in rules()["alternatives"] for n in alt["launchers"]]
+    return check(rules(), info, clients, label, slurm, find_alternatives(names, environ))
 
 
 def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Plan:

@@ -32,6 +32,8 @@ def final_environment(invocation: Invocation, environ: Mapping[str, str]) -> Dic
     return env
 
 
+# Launcher/host MPI mismatches (hpcrun.resolve.wireup): refused with their own message.
+WIREUP_ERRORS = ("launcher-cannot-wire-up", "srun-mpi-plugin-not-offered")
 SHOWN_REASONS = 3  # the rest is in --explain; a job log wants the first few, not thirty
 
 
@@ -43,6 +45,10 @@ def check_plan(plan: Plan, force: bool = False) -> None:
     """
     if force:
         return
+    wireup = next((d for d in plan.errors if d.code in WIREUP_ERRORS), None)
+    if wireup is not None:  # the launch itself cannot work, whatever the image holds
+        raise IncompatibleError(wireup.message, (wireup.hint + "; " if wireup.hint else "")
+                                + "--force launches anyway")
     if plan.verdict == INCOMPATIBLE:
         reasons = list(dict.fromkeys(d.message for d in plan.errors))
         shown = "; ".join(reasons[:SHOWN_REASONS]) or "the resolver said incompatible"
