@@ -412,6 +412,35 @@ def _detect(path: str, st: os.stat_result) -> str:
     )
 
 
+def looks_like_image(word: str) -> bool:
+    """Whether the command-line word ``word`` names a container image: a registry URI, an
+    existing SIF, squashfs or ext3 file (by its magic), or a directory holding a root file
+    system (``.singularity.d``, or ``etc`` with ``usr`` or ``bin``: stricter than
+    :data:`ROOTFS_MARKERS`, because a working directory may hold a ``bin``).
+
+    Used to split a launcher command line with options hpcrun does not know.  Never raises.
+    """
+    if is_uri(word):
+        return True
+    try:
+        st = os.stat(word)
+    except (OSError, ValueError):
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            names = set(os.listdir(word))
+        except OSError:
+            return False
+        return ".singularity.d" in names or ("etc" in names and bool(names & {"usr", "bin"}))
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    try:
+        _detect(word, st)
+    except ImageError:
+        return False
+    return True
+
+
 def _sandbox_identity(path: str, st: os.stat_result) -> str:
     return f"sandbox:{os.path.abspath(path)}:mtime={st.st_mtime_ns}:ino={st.st_ino}"
 

@@ -18,6 +18,15 @@ launcher's real parser:
 Plain ``mpirun``/``mpiexec`` is resolved by following the program on PATH
 (:func:`resolve_family`); when that fails the union of the MPICH and Open MPI tables is used.
 Parsing is pure; the arguments are never joined into a shell string.
+
+An option the tables do not know does not stop the launch when the image can be found
+without it: the first word that *is* a container image (an existing SIF, squashfs or ext3
+file, a root file system directory, or a registry URI; ``hpcrun.image.open.
+looks_like_image``) starts it.  Only when that word could be the unknown option's value and
+another image follows does hpcrun ask for ``--image``.  MPMD launches (``:`` between
+programs, ``srun --multi-prog FILE``, Hydra's ``-configfile``, Open MPI's ``--app``) are
+refused: hpcrun wraps one program, and srun would otherwise read the container runtime as
+its ``--multi-prog`` configuration file.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from hpcrun.records import record
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 SRUN = "srun"
 HYDRA = "hydra"
@@ -390,22 +399,83 @@ def parse_options(family: str, words: Sequence[str], strict: bool = True
     return tuple(options), i
 
 
+_MPMD_HINT = ("hpcrun wraps one program per launch; for MPMD, print one program's runtime "
+              "command with `hpcrun --dry-run ...` and write the launcher's MPMD line or file "
+              "with it by hand")
+
+
 def _mpmd() -> UsageError:
-    return UsageError("MPMD launches (':' between programs) are not supported by hpcrun",
-                      "run one program per hpcrun launch, or write an MPMD config file for the "
-                      "launcher whose lines call hpcrun")
+    return UsageError("MPMD launches (':' between programs) are not supported by hpcrun: "
+                      "only the first program would run in the container", _MPMD_HINT)
+
+
+# Options with which the launcher reads its programs from a file (MPMD): the words after
+# them are no program hpcrun could wrap.
+MPMD_OPTIONS = {SRUN: ("multi-prog",), HYDRA: ("configfile",), OPENMPI: ("app",),
+                GENERIC_MPI: ("app", "configfile")}
+
+
+def _check_mpmd(family: str, options: Sequence[LauncherOption], launcher: str) -> None:
+    for option in options:
+        for key in option.keys:
+            if key not in MPMD_OPTIONS.get(family, ()):
+                continue
+            what = ("srun --multi-prog reads one program per task from its configuration file "
+                    "(the first argument after the options): hpcrun would hand it the "
+                    "container runtime as that file" if key == "multi-prog" else
+                    f"{launcher} {option.words[0]} reads the programs from a file: hpcrun "
+                    "cannot wrap them in the container")
+            raise UsageError(what, _MPMD_HINT)
+
+
+def _unknown_option(family: str, word: str) -> bool:
+    """Whether ``word`` is an option the launcher tables do not know."""
+    if not word.startswith("-") or word in ("-", "--"):
+        return False
+    try:
+        parse_options(family, [word, "x", "x"], strict=True)
+    except UsageError as error:
+        return error.message.startswith("unknown")
+    return False
+
+
+def _find_image(family: str, words: Sequence[str], is_image: Callable[[str], bool],
+                launcher: str) -> Optional[int]:
+    """Index of the image among launcher ``words`` whose options hpcrun does not all know:
+    the first word that is an image; None when there is none.  UsageError when that word
+    may be the value of an unknown option and the next word is an image too (then either
+    could be the image: ask for --image)."""
+    found = [i for i, word in enumerate(words) if not word.startswith("-") and is_image(word)]
+    if not found:
+        return None
+    first = found[0]
+    before = words[first - 1] if first else ""
+    if first + 1 in found and "=" not in before and _unknown_option(family, before):
+        raise UsageError(f"cannot tell the image: {words[first]!r} may be the value of the "
+                         f"{launcher} option {before!r} hpcrun does not know, and "
+                         f"{words[first + 1]!r} is an image too",
+                         f"name the image: `hpcrun --image IMAGE {launcher} ...`")
+    return first
+
+
+def _default_is_image(word: str) -> bool:
+    from hpcrun.image.open import looks_like_image
+
+    return looks_like_image(word)
 
 
 def split_command_line(words: Sequence[str], image: str = "", family: str = "",
-                       environ: Optional[Mapping[str, str]] = None, mpi_family: str = ""
-                       ) -> CommandLine:
+                       environ: Optional[Mapping[str, str]] = None, mpi_family: str = "",
+                       is_image: Optional[Callable[[str], bool]] = None) -> CommandLine:
     """Split ``[LAUNCHER [OPTIONS]] IMAGE COMMAND...`` into its parts.
 
     ``image`` is hpcrun's ``--image``: when given and present among the words, the command
     line is split at that word without needing to understand the launcher options; when
     absent from the words, the first non-option word starts the command.  ``family``
     overrides the launcher grammar (tests); otherwise it is resolved from the launcher name
-    (``environ`` PATH and ``mpi_family`` help for plain mpirun/mpiexec).
+    (``environ`` PATH and ``mpi_family`` help for plain mpirun/mpiexec).  With an option
+    the tables do not know, the image is the first word ``is_image`` accepts (default:
+    :func:`hpcrun.image.open.looks_like_image`).
     """
     words = tuple(words)
     if not words:
@@ -426,7 +496,17 @@ def split_command_line(words: Sequence[str], image: str = "", family: str = "",
         command = rest[at + 1:]
         img = image
     else:
-        options, at = parse_options(fam, rest, strict=True)
+        try:
+            options, at = parse_options(fam, rest, strict=True)
+        except UsageError as error:
+            if image or not error.message.startswith("unknown"):
+                raise
+            found = _find_image(fam, rest, is_image or _default_is_image,
+                                os.path.basename(words[0]))
+            if found is None:
+                raise
+            options, _ = parse_options(fam, rest[:found], strict=False)
+            at = found
         launcher = (words[0], *rest[:at])
         if image:
             img, command = image, rest[at:]
@@ -437,6 +517,7 @@ def split_command_line(words: Sequence[str], image: str = "", family: str = "",
             img, command = rest[at], rest[at + 1:]
     if ":" in command:
         raise _mpmd()
+    _check_mpmd(fam, options, os.path.basename(words[0]))
     return CommandLine(launcher, img, _command(command, img), fam, options)
 
 
