@@ -399,69 +399,14 @@ def parse_options(family: str, words: Sequence[str], strict: bool = True
     return tuple(options), i
 
 
-_MPMD_HINT = ("hpcrun wraps one program per launch; for MPMD, print one program's runtime "
+MPMD_HINT = ("hpcrun wraps one program per launch; for MPMD, print one program's runtime "
               "command with `hpcrun --dry-run ...` and write the launcher's MPMD line or file "
               "with it by hand")
 
 
 def _mpmd() -> UsageError:
     return UsageError("MPMD launches (':' between programs) are not supported by hpcrun: "
-                      "only the first program would run in the container", _MPMD_HINT)
-
-
-# Options with which the launcher reads its programs from a file (MPMD): the words after
-# them are no program hpcrun could wrap.
-MPMD_OPTIONS = {SRUN: ("multi-prog",), HYDRA: ("configfile",), OPENMPI: ("app",),
-                GENERIC_MPI: ("app", "configfile")}
-
-
-def _check_mpmd(family: str, options: Sequence[LauncherOption], launcher: str) -> None:
-    for option in options:
-        for key in option.keys:
-            if key not in MPMD_OPTIONS.get(family, ()):
-                continue
-            what = ("srun --multi-prog reads one program per task from its configuration file "
-                    "(the first argument after the options): hpcrun would hand it the "
-                    "container runtime as that file" if key == "multi-prog" else
-                    f"{launcher} {option.words[0]} reads the programs from a file: hpcrun "
-                    "cannot wrap them in the container")
-            raise UsageError(what, _MPMD_HINT)
-
-
-def _unknown_option(family: str, word: str) -> bool:
-    """Whether ``word`` is an option the launcher tables do not know."""
-    if not word.startswith("-") or word in ("-", "--"):
-        return False
-    try:
-        parse_options(family, [word, "x", "x"], strict=True)
-    except UsageError as error:
-        return error.message.startswith("unknown")
-    return False
-
-
-def _find_image(family: str, words: Sequence[str], is_image: Callable[[str], bool],
-                launcher: str) -> Optional[int]:
-    """Index of the image among launcher ``words`` whose options hpcrun does not all know:
-    the first word that is an image; None when there is none.  UsageError when that word
-    may be the value of an unknown option and the next word is an image too (then either
-    could be the image: ask for --image)."""
-    found = [i for i, word in enumerate(words) if not word.startswith("-") and is_image(word)]
-    if not found:
-        return None
-    first = found[0]
-    before = words[first - 1] if first else ""
-    if first + 1 in found and "=" not in before and _unknown_option(family, before):
-        raise UsageError(f"cannot tell the image: {words[first]!r} may be the value of the "
-                         f"{launcher} option {before!r} hpcrun does not know, and "
-                         f"{words[first + 1]!r} is an image too",
-                         f"name the image: `hpcrun --image IMAGE {launcher} ...`")
-    return first
-
-
-def _default_is_image(word: str) -> bool:
-    from hpcrun.image.open import looks_like_image
-
-    return looks_like_image(word)
+                      "only the first program would run in the container", MPMD_HINT)
 
 
 def split_command_line(words: Sequence[str], image: str = "", family: str = "",
@@ -501,8 +446,10 @@ def split_command_line(words: Sequence[str], image: str = "", family: str = "",
         except UsageError as error:
             if image or not error.message.startswith("unknown"):
                 raise
-            found = _find_image(fam, rest, is_image or _default_is_image,
-                                os.path.basename(words[0]))
+            from hpcrun.launch.guess import default_is_image, find_image
+
+            found = find_image(fam, rest, is_image or default_is_image,
+                               os.path.basename(words[0]))
             if found is None:
                 raise
             options, _ = parse_options(fam, rest[:found], strict=False)
@@ -517,7 +464,9 @@ def split_command_line(words: Sequence[str], image: str = "", family: str = "",
             img, command = rest[at], rest[at + 1:]
     if ":" in command:
         raise _mpmd()
-    _check_mpmd(fam, options, os.path.basename(words[0]))
+    from hpcrun.launch.guess import check_mpmd
+
+    check_mpmd(fam, options, os.path.basename(words[0]))
     return CommandLine(launcher, img, _command(command, img), fam, options)
 
 
