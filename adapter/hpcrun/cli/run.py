@@ -289,7 +289,13 @@ def launcher_check(profile: Profile, request: Request, environ: Mapping[str, str
                    ) -> Optional[Contribution]:
     """Can the launcher start ranks of the host MPI (:mod:`hpcrun.resolve.wireup`)?
     None without a launcher or a host MPI."""
-    if not request.launcher or profile.mpi is None or not profile.mpi.libraries:
+    mpi = profile.mpi
+    if not request.launcher or mpi is None:
+        return None
+    libraries = list(mpi.libraries) or [
+        os.path.join(directory, soname) for soname in mpi.sonames
+        for directory in mpi.library_dirs if os.path.exists(os.path.join(directory, soname))]
+    if not libraries:
         return None
     from hpcrun.host.launcher import (
         find_alternatives,
@@ -310,9 +316,8 @@ def launcher_check(profile: Profile, request: Request, environ: Mapping[str, str
             option = _option_value(tuple(defaults.options), "mpi") if defaults else ""
             source = "launchers.srun in the site profile"
         slurm = slurm_mpi(info.path, option, source, environ)
-    mpi = profile.mpi
-    label = f"{mpi.implementation or mpi.family} ({os.path.basename(mpi.libraries[0])})"
-    clients = pmi_clients(mpi.libraries, mpi.library_dirs)
+    label = f"{mpi.implementation or mpi.family} ({os.path.basename(libraries[0])})"
+    clients = pmi_clients(libraries, mpi.library_dirs)
     names = [n for alt in rules()["alternatives"] for n in alt["launchers"]]
     return check(rules(), info, clients, label, slurm, find_alternatives(names, environ))
 

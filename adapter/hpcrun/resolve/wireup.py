@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 MISMATCH = "launcher-cannot-wire-up"
 NOT_OFFERED = "srun-mpi-plugin-not-offered"
 UNKNOWN = "wire-up-not-checked"
+WIRES_UP = "launcher-wires-up"
 
 
 def _label(rules: Mapping[str, Any], kind: str) -> str:
@@ -105,12 +106,17 @@ def check(rules: Mapping[str, Any], launcher: LauncherInfo, clients: PmiClients,
         what = f"srun --mpi={slurm.plugin}" if is_srun and slurm else _label(rules,
                                                                           launcher.kind)
         return _note(f"launcher wire-up not checked: no rule says what {what} serves")
-    if set(serves) & set(names):
-        return Contribution()
     interfaces = rules["interfaces"]
     evidence = "; ".join(why for _, why in clients.interfaces)
     them = " or ".join(interfaces.get(n, n) for n in names)
     offers = " and ".join(interfaces.get(s, s) for s in serves)
+    common = [n for n in names if n in serves]
+    if common:
+        via = f"srun --mpi={slurm.plugin} ({slurm.source})" if is_srun and slurm else \
+            f"{_where(launcher)}, {_label(rules, launcher.kind)},"
+        return Contribution(diagnostics=(Diagnostic(
+            INFO, WIRES_UP, f"{via} serves {offers}; the host {mpi_label} speaks {them} "
+            f"({evidence})", source=launcher.path),))
     if is_srun and slurm is not None:
         who = f"srun --mpi={slurm.plugin} ({slurm.source})"
     else:
