@@ -163,3 +163,16 @@ def test_hydra_with_open_mpi_host_is_refused(e2e_images: ImageSet,
     argv: List[str] = [hydra, "-n", "2", str(e2e_images.openmpi.sif), "/usr/local/bin/hello"]
     result = hpcrun(hpcrun_env, workdir, "--site", "debian-openmpi", *argv)
     assert_refused(result, "Hydra", "Open MPI", hint="`mpirun.openmpi`")
+
+
+def test_srun_pmix_cannot_serve_the_mpich_wheel(e2e_images: ImageSet,
+                                                hpcrun_env: Dict[str, str], workdir: Path,
+                                                site_dir: Callable[[str], Path],
+                                                slurm_cluster: slurm.Cluster) -> None:
+    """MPICH 5.0.2 from PyPI has no PMIx client (under --mpi=pmix it aborts)."""
+    before = _jobs(slurm_cluster)
+    result = hpcrun(hpcrun_env, workdir, "--site", str(site_dir("wheel-mpich")), "srun",
+                    "--mpi=pmix", "-n", "2", str(e2e_images.mpich.sif), "/usr/local/bin/hello")
+    assert_refused(result, "srun --mpi=pmix", "libmpi.so.12 reads PMI_FD and PMI_PORT",
+                   hint="`srun --mpi=pmi2`")
+    assert _jobs(slurm_cluster) == before, "a job was started: " + result.describe()
