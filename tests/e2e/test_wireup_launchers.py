@@ -3,9 +3,9 @@
 Real launchers (Debian's Open MPI ``mpirun`` through update-alternatives, MPICH's
 ``mpiexec.hydra``, the MPICH 5 wheel's ``mpiexec.hydra``, Slurm 22.05's ``srun
 --mpi=pmi2|pmix|none`` on the loopback test cluster), real host MPI libraries, the real test
-images.  Every refused run: exit 5, ONE error line naming the launcher, a hint naming what
-would work, no rank output, and no Slurm job.  The ``--force`` control shows what the
-check prevents: the same command starts two singletons ("0 of 1") and exits 0.
+images.  Every refused run: exit 68 (incompatible), ONE error line naming the launcher, a
+hint naming what would work, no rank output, and no Slurm job.  The ``--force`` control
+shows what the check prevents: the same command starts two singletons ("0 of 1"), exit 0.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Callable, Dict, List
 import pytest
 
 from helpers import slurm
+from hpcrun.cli.main import EXIT_INCOMPATIBLE
 
 from .conftest import ImageSet, wheel_bindir
 from .support import Run, assert_ranks, parse_hello, run
@@ -38,7 +39,7 @@ def _jobs(cluster: slurm.Cluster) -> int:
 
 def assert_refused(result: Run, *needles: str, hint: str) -> str:
     """Exit 5, one error line holding ``needles``, a hint holding ``hint``, no rank."""
-    assert result.returncode == 5, result.describe()
+    assert result.returncode == EXIT_INCOMPATIBLE, result.describe()
     errors = [line for line in result.stderr.splitlines() if line.startswith("hpcrun: error:")]
     assert len(errors) == 1, result.describe()
     for needle in needles:

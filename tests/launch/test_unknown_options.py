@@ -21,6 +21,7 @@ from typing import Dict
 import pytest
 
 from helpers.images import ImageBuildError, build_busybox_image
+from hpcrun.cli.main import EXIT_USAGE
 from hpcrun.errors import UsageError
 from hpcrun.image.open import looks_like_image
 from hpcrun.launch.launchers import split_command_line
@@ -139,7 +140,7 @@ def test_mpmd_forms_are_refused(images: Dict[str, Path], words: list, needle: st
 
 
 def test_multi_prog_never_reaches_srun(images: Dict[str, Path], tmp_path: Path) -> None:
-    """Through the real CLI: exit 2, one error line, nothing executed (a recording srun
+    """Through the real CLI: exit 64 (usage), one error line, nothing executed (a recording srun
     first on PATH would have written its argv)."""
     record = tmp_path / "srun-argv"
     fake_bin = tmp_path / "bin"
@@ -154,7 +155,7 @@ def test_multi_prog_never_reaches_srun(images: Dict[str, Path], tmp_path: Path) 
     proc = subprocess.run([sys.executable, "-m", "hpcrun", "--site", "debian-mpich",
                            "--runtime", "apptainer", "srun", "-n", "2", "--multi-prog",
                            str(conf)], capture_output=True, text=True, env=env)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == EXIT_USAGE, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("hpcrun: error:")]
     assert len(errors) == 1 and "--multi-prog" in errors[0], proc.stderr
     assert not record.exists()

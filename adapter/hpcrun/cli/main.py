@@ -42,7 +42,8 @@ EXIT_CODES = (
      "an unsupported kind"),
     (67, "warnings", None, "`hpcrun check` only: compatible, with warnings"),
     (68, "incompatible", IncompatibleError, "the host MPI cannot serve this image or "
-     "application (the launch is refused; `hpcrun check`'s verdict)"),
+     "application, or the launcher cannot start its ranks (the launch is refused; "
+     "`hpcrun check`'s verdict)"),
     (69, "not-found", EnvironmentNotFoundError, "a program hpcrun needs (launcher, container "
      "runtime) is not installed or not on PATH"),
     (70, "internal", None, "a bug in hpcrun (an unexpected exception; --debug shows it)"),
