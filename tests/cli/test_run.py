@@ -68,13 +68,26 @@ def hpcrun(args: Sequence[Arg], env: Optional[Dict[str, str]] = None,
                           timeout=120, check=False)
 
 
-def only_python_path(tmp_path: Path) -> Dict[str, str]:
+def no_runtime_path(tmp_path: Path) -> Dict[str, str]:
     """An environment whose PATH has no launcher and no container runtime."""
     empty = tmp_path / "empty-bin"
     empty.mkdir(exist_ok=True)
     env = dict(os.environ)
     env["PATH"] = str(empty)
     env.pop("HPCRUN_SITE", None)
+    return env
+
+
+def only_python_path(tmp_path: Path) -> Dict[str, str]:
+    """An environment whose PATH has no launcher, only the real Apptainer (a plan names an
+    installed runtime: a missing one is refused, dry runs included)."""
+    real = shutil.which("apptainer")
+    if real is None:
+        pytest.skip("Apptainer is not installed (scripts/install-test-deps)")
+    env = no_runtime_path(tmp_path)
+    link = Path(env["PATH"]) / "apptainer"
+    if not link.exists():
+        link.symlink_to(real)
     return env
 
 
@@ -156,12 +169,18 @@ def test_help() -> None:
 
 
 def test_no_runtime_installed(site: Path, tmp_path: Path) -> None:
-    env = only_python_path(tmp_path)
+    """A runtime that is not on PATH fails the launch and every plan output alike: one
+    error line naming the runtime and why it was chosen, the same exit code, no plan."""
+    env = no_runtime_path(tmp_path)
     launch = hpcrun(["--no-check", "--site", str(site), "app.sif", "x"], env=env)
     assert launch.returncode == 69, launch.stderr
     assert b"apptainer" in launch.stderr and b"not installed" in launch.stderr
-    dry = hpcrun(["--dry-run", "--no-check", "--site", str(site), "app.sif", "x"], env=env)
-    assert dry.returncode == 0
+    for mode in ("--dry-run", "--explain", "--json"):
+        plan = hpcrun([mode, "--no-check", "--site", str(site), "app.sif", "x"], env=env)
+        assert (plan.returncode, plan.stdout) == (6, b""), (mode, plan.stderr)
+        assert plan.stderr.startswith(b"hpcrun: error: apptainer: the container runtime is "
+                                      b"not installed"), plan.stderr
+        assert b"runtime.kind" in plan.stderr
 
 
 def test_launcher_missing(site: Path, tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from typing import List
 
 import pytest
 
-from hpcrun.errors import UsageError
-from hpcrun.launch.runtime import detect_runtime, parse_version, read_version
+from hpcrun.errors import EnvironmentNotFoundError, UsageError
+from hpcrun.launch.runtime import detect_runtime, parse_version, read_version, require_installed
 
 
 def _program(directory: Path, name: str, version_line: str) -> Path:
@@ -31,9 +31,38 @@ def test_parse_version(text: str, kind: str, flavour: str, version: str) -> None
     assert parse_version(text) == (kind, flavour, version)
 
 
-def test_nothing_installed_renders_for_default_apptainer(tmp_path: Path) -> None:
+def test_nothing_installed_is_refused_with_the_reason(tmp_path: Path) -> None:
     info = detect_runtime("", "auto", "", {"PATH": str(tmp_path)}, probe=True)
     assert (info.kind, info.binary) == ("apptainer", "")
+    assert "not found (apptainer, singularity, ch-run not on PATH)" in info.reason
+    with pytest.raises(EnvironmentNotFoundError, match="no container runtime is installed"):
+        require_installed(info)
+
+
+def test_auto_falls_back_to_charliecloud(tmp_path: Path) -> None:
+    """``auto`` means Apptainer, then Singularity, then Charliecloud: ch-run alone is used."""
+    _program(tmp_path, "ch-run", "0.31")
+    info = detect_runtime("", "auto", "", {"PATH": str(tmp_path)})
+    assert (info.kind, info.binary) == ("charliecloud", str(tmp_path / "ch-run"))
+    assert info.reason == ('runtime.kind = "auto": the first installed of apptainer, '
+                           f'singularity, ch-run; found {tmp_path / "ch-run"}')
+    require_installed(info)
+
+
+def test_auto_prefers_singularity_to_charliecloud(tmp_path: Path) -> None:
+    _program(tmp_path, "ch-run", "0.31")
+    _program(tmp_path, "singularity", "singularity-ce version 4.1.0")
+    info = detect_runtime("", "", "", {"PATH": str(tmp_path)}, probe=True)
+    assert (info.kind, info.flavour) == ("singularity", "singularity-ce")
+
+
+def test_profile_kind_missing_names_the_profile_key(tmp_path: Path) -> None:
+    _program(tmp_path, "ch-run", "0.31")
+    info = detect_runtime("", "singularity", "", {"PATH": str(tmp_path)})
+    assert info.binary == "" and "runtime.kind = \"singularity\"" in info.reason
+    with pytest.raises(EnvironmentNotFoundError, match="singularity: the container runtime "
+                       "is not installed"):
+        require_installed(info)
 
 
 def test_profile_kind_without_binary(tmp_path: Path) -> None:

@@ -16,9 +16,7 @@ from hpcrun.cli.main import EXIT_INCOMPATIBLE, EXIT_OK, EXIT_WARNINGS
 from hpcrun.plan.model import (
     COMPATIBLE,
     COMPATIBLE_WITH_WARNINGS,
-    ERROR,
     INCOMPATIBLE,
-    WARNING,
     Contribution,
     Request,
 )
@@ -144,45 +142,32 @@ def to_json(result: Contribution, site: str, image: str, argv: List[str]) -> Dic
     }
 
 
-_STYLE = {ERROR: "bold red", WARNING: "yellow", "info": "dim"}
-_VERDICT = {COMPATIBLE: ("compatible", "bold green"),
-            COMPATIBLE_WITH_WARNINGS: ("compatible, with warnings", "bold yellow"),
-            INCOMPATIBLE: ("incompatible", "bold red")}
+_VERDICT = {COMPATIBLE: "compatible", COMPATIBLE_WITH_WARNINGS: "compatible, with warnings",
+            INCOMPATIBLE: "incompatible"}
 
 
 def _print(result: Contribution, site: str, image: str, argv: List[str], explain: bool) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    """The verdict and its findings as plain text (folded by code, wrapped at the terminal's
+    width, 80 columns when piped); with ``explain`` every host file bound."""
+    from hpcrun.render.text import findings, wrap, wrap_width
 
-    console = Console(highlight=False, soft_wrap=False)
-    subject = escape(image) + (f" {escape(' '.join(argv))}" if argv else "")
-    text, style = _VERDICT.get(result.verdict, (result.verdict, "bold"))
-    console.print(f"site [bold]{escape(site)}[/bold], image {subject}: [{style}]{text}[/{style}]")
+    columns = wrap_width()
+    subject = image + (f" {' '.join(argv)}" if argv else "")
+    verdict = _VERDICT.get(result.verdict, result.verdict)
+    lines = wrap(f"site {site}, image {subject}: {verdict}", columns, "", "  ")
     if result.diagnostics:
-        table = Table(title="findings", title_justify="left")
-        table.add_column("severity", no_wrap=True)
-        table.add_column("code", no_wrap=True)
-        table.add_column("finding", overflow="fold")
-        table.add_column("what to do", overflow="fold")
-        for d in result.diagnostics:
-            s = _STYLE.get(d.severity, "")
-            table.add_row(f"[{s}]{d.severity}[/{s}]" if s else d.severity, d.code,
-                          escape(d.message), escape(d.hint))
-        console.print(table)
-    if result.env:
-        for env in result.env:
-            console.print(f"set {escape(env.name)}={escape(env.value)}: {escape(env.reason)}")
+        lines.append(f"findings: {len(result.diagnostics)}")
+        lines.extend(findings(result.diagnostics, columns))
+    for env in result.env:
+        lines.extend(wrap(f"set {env.name}={env.value}: {env.reason}", columns, "", "  "))
     if explain:
-        table = Table(title=f"host files bound ({len(result.binds)})", title_justify="left")
-        table.add_column("container path", overflow="fold")
-        table.add_column("host file", overflow="fold")
-        table.add_column("kind", no_wrap=True)
-        table.add_column("needed by", overflow="fold")
+        lines.append(f"host files bound: {len(result.binds)}")
         for b in result.binds:
-            table.add_row(escape(b.destination), escape(b.source), b.kind, escape(b.reason))
-        console.print(table)
+            lines.extend(wrap(f"{b.destination} <- {b.source}", columns, "  ", "    "))
+            lines.extend(wrap(f"{b.kind}: {b.reason}", columns, "    why ", "        "))
         if result.library_path:
-            console.print("LD_LIBRARY_PATH starts with " + escape(":".join(result.library_path)))
+            lines.extend(wrap("LD_LIBRARY_PATH starts with " + ":".join(result.library_path),
+                              columns))
         if result.preload:
-            console.print("LD_PRELOAD " + escape(":".join(result.preload)))
+            lines.extend(wrap("LD_PRELOAD " + ":".join(result.preload), columns))
+    sys.stdout.write("\n".join(lines) + "\n")

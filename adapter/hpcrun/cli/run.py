@@ -325,7 +325,7 @@ def launcher_check(profile: Profile, request: Request, environ: Mapping[str, str
 def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Plan:
     """Everything up to the plan: profile, runtime, command line, facts, decisions."""
     from hpcrun.launch.launchers import split_command_line
-    from hpcrun.launch.runtime import detect_runtime
+    from hpcrun.launch.runtime import detect_runtime, require_installed
     from hpcrun.plan.build import build_plan
     from hpcrun.plan.hostpaths import survey_host_paths
 
@@ -343,6 +343,7 @@ def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Pla
     runtime: RuntimeInfo = detect_runtime(opts.runtime, profile.runtime.kind,
                                           profile.runtime.path, environ,
                                           probe=opts.launching)
+    require_installed(runtime)  # a plan for a runtime that cannot start is no plan
     request = Request(launcher=line.launcher, image=line.image, command=line.command,
                       site=opts.site, runtime=opts.runtime, gpu=opts.gpu, threads=opts.threads,
                       abi_policy=opts.abi_policy, cleanenv=opts.cleanenv, force=opts.force,

@@ -16,13 +16,15 @@ class RuntimeInfo:
 
     ``kind`` is apptainer, singularity or charliecloud; ``flavour`` tells SingularityCE from
     Singularity 3.x legacy where it matters; ``binary`` is the absolute path or "" when the
-    runtime is not installed (a dry run still works).
+    runtime is not installed.  ``reason`` says why this runtime was chosen and where it was
+    found (printed by ``--dry-run``, ``--explain`` and ``--json``).
     """
 
     kind: str
     binary: str = ""
     version: str = ""
     flavour: str = ""
+    reason: str = ""
 
 
 @record

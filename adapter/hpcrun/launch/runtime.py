@@ -1,11 +1,12 @@
 """Which container runtime runs the image: Apptainer, SingularityCE, Singularity 3.x, ch-run.
 
 Precedence: ``--runtime`` > the profile's ``runtime.kind`` / ``runtime.path`` > what is on
-PATH (``apptainer`` first, then ``singularity``).  Finding the binary reads only PATH.
+PATH (``apptainer`` first, then ``singularity``, then Charliecloud's ``ch-run``).  Finding
+the binary reads only PATH.
 Telling Apptainer's ``singularity`` link from SingularityCE or legacy Singularity needs its
 ``--version`` output: at most ONE subprocess, and only when ``probe`` is true (a real launch,
-or when asked).  A dry run with nothing installed still works: it renders for the profile's
-kind, default apptainer.
+or when asked).  The choice carries its reason, which every plan output prints; a runtime
+that is not installed is refused before anything is printed (:func:`require_installed`).
 
 spython (the design's runtime library) runs that one ``--version`` call, behind ONE small
 adapter (:func:`_spython_version`) that is imported only when really launching (never for
@@ -41,6 +42,8 @@ SINGULARITY_CE = "singularity-ce"
 SINGULARITY_LEGACY = "singularity"  # Singularity 3.x before the Apptainer/CE split
 
 BINARIES = {APPTAINER: "apptainer", SINGULARITY: "singularity", CHARLIECLOUD: "ch-run"}
+# What ``auto`` looks for, in order of preference.
+AUTO_ORDER = (APPTAINER, SINGULARITY, CHARLIECLOUD)
 
 
 def _version_env() -> Dict[str, str]:
@@ -134,38 +137,81 @@ def _kind_from_path(path: str) -> str:
 def detect_runtime(requested: str, profile_kind: str, profile_path: str,
                    environ: Mapping[str, str], probe: bool = False,
                    version_reader: Optional[VersionReader] = None) -> RuntimeInfo:
-    """Decide the runtime and find its binary.
+    """Decide the runtime, find its binary and say why (``RuntimeInfo.reason``).
 
     ``requested`` is ``--runtime`` (or ""), ``profile_kind``/``profile_path`` the profile's
-    ``[runtime]``.  ``binary`` is "" when the program is not installed: rendering still
-    works, executing raises later.  With ``probe`` the binary's ``--version`` is read once
-    (``version_reader`` replaces the subprocess in tests).
+    ``[runtime]``.  ``auto`` (or no kind) takes the first installed of Apptainer,
+    SingularityCE/Singularity (``singularity``), Charliecloud (``ch-run``), in that order.
+    ``binary`` is "" when the program is not installed: the launch path refuses such a plan
+    (:func:`require_installed`), the snippet writers (``env``, ``module``) still render for
+    the kind.  With ``probe`` the binary's ``--version`` is read once (``version_reader``
+    replaces the subprocess in tests).
     """
     kind = requested or (profile_kind if profile_kind not in ("", "auto") else "")
     if kind and kind not in KINDS:
         raise UsageError(f"unknown runtime {kind!r}", "use apptainer, singularity or charliecloud")
+    if requested:
+        why = f"--runtime {requested} on the command line"
+    elif kind:
+        why = f"the site profile's runtime.kind = \"{kind}\""
+    else:
+        why = "runtime.kind = \"auto\": the first installed of apptainer, singularity, ch-run"
     search = environ.get("PATH", "")
     binary = ""
     if profile_path and (not requested or _kind_from_path(profile_path) in ("", requested)):
         binary = profile_path if os.path.exists(profile_path) else ""
+        if binary:
+            why = f"the site profile's runtime.path = {profile_path}"
         if not kind:
             kind = _kind_from_path(profile_path) or APPTAINER
     if not binary:
-        candidates = [kind] if kind else [APPTAINER, SINGULARITY]
+        candidates = [kind] if kind else list(AUTO_ORDER)
         for candidate in candidates:
             found = which(BINARIES[candidate], path=search)
             if found:
                 binary, kind = found, candidate
                 break
+    searched = kind or "auto"
     kind = kind or APPTAINER
     flavour = version = ""
     if binary and kind != CHARLIECLOUD:
         resolved = _kind_from_path(binary)
-        if resolved == APPTAINER:
+        if resolved == APPTAINER and kind != APPTAINER:
             kind = APPTAINER  # `singularity` is Apptainer's compatibility link
+            why += f"; {binary} is Apptainer's singularity link"
     if binary and probe:
         text = (version_reader or read_version)(binary)
         seen_kind, flavour, version = parse_version(text)
         if seen_kind and kind != CHARLIECLOUD:
+            if seen_kind != kind:
+                why += f"; {binary} --version says {seen_kind}"
             kind = seen_kind
-    return RuntimeInfo(kind=kind, binary=binary, version=version, flavour=flavour)
+    if binary:
+        why = f"{why}; found {binary}"
+    else:
+        programs = ", ".join(BINARIES[k] for k in (AUTO_ORDER if searched == "auto"
+                                                   else (searched,)))
+        why = f"{why}; not found ({programs} not on PATH)"
+    return RuntimeInfo(kind=kind, binary=binary, version=version, flavour=flavour, reason=why)
+
+
+def require_installed(runtime: RuntimeInfo) -> None:
+    """Refuse a runtime whose program is not installed (EnvironmentNotFoundError).
+
+    A plan for a runtime that cannot start is a certain failure: a dry run, an explanation
+    or JSON says so as the launch does, with the same exit code.
+    """
+    if runtime.binary:
+        return
+    from hpcrun.errors import EnvironmentNotFoundError
+
+    program = BINARIES.get(runtime.kind, runtime.kind)
+    if "auto" in runtime.reason.split(";")[0]:
+        message = ("no container runtime is installed: none of apptainer, singularity, ch-run "
+                   "is on PATH")
+    else:
+        message = (f"{runtime.kind}: the container runtime is not installed ({program} is not "
+                   f"on PATH); chosen by {runtime.reason.split(';')[0]}")
+    raise EnvironmentNotFoundError(
+        message, "install it or load its module (module load apptainer), or choose an installed "
+                 "one with --runtime apptainer|singularity|charliecloud")

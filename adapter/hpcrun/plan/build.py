@@ -427,6 +427,7 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
         diagnostics=tuple(b.diagnostics),
         verdict=resolver.verdict if resolver is not None else NOT_CHECKED,
         wrapper=wrapper,
+        runtime_reason=host.runtime.reason,
     )
     from hpcrun.render.runtimes import render_invocation
 

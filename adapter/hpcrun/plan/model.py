@@ -171,6 +171,7 @@ class Plan:
     verdict: str = NOT_CHECKED
     wrapper: Tuple[str, ...] = ()  # per-rank trampoline between launcher and runtime
     invocation: Invocation = field(default_factory=lambda: Invocation(argv=()))
+    runtime_reason: str = ""  # why this runtime, and where its program was found
 
     @property
     def errors(self) -> Tuple[Diagnostic, ...]:

@@ -1,8 +1,9 @@
 """``--dry-run``: the plan as a copy-pasteable POSIX shell snippet.
 
-Diagnostics come first as ``#`` comment lines; then ``env`` with the variable changes (one
-per line) and the exact argv, every word quoted by :func:`hpcrun.render.shell.sh_quote`.
-Pasting the snippet into sh, dash, bash or zsh runs what hpcrun would exec.
+The runtime and why it was chosen, then diagnostics, come first as ``#`` comment lines;
+then ``env`` with the variable changes (one per line) and the exact argv, every word quoted
+by :func:`hpcrun.render.shell.sh_quote`.  Pasting the snippet into sh, dash, bash or zsh
+runs what hpcrun would exec.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def _comment(text: str) -> str:
 def render_dry_run(plan: Plan) -> str:
     """The shell snippet for ``plan.invocation`` (ends with a newline)."""
     lines: List[str] = []
+    if plan.runtime_reason:
+        lines.append(f"# runtime {plan.runtime}: {_comment(plan.runtime_reason)}")
     for diag in plan.diagnostics:
         if diag.severity in ("warning", "error"):
             lines.append(f"# {diag.severity}: {_comment(diag.message)}")
