@@ -205,3 +205,37 @@ def test_module_text_has_help_whatis_family(tmp_path: Path) -> None:
 def test_module_with_a_newline_value_is_a_clear_error(site: Path) -> None:
     done = subprocess.run([HPCRUN, "module", "--site", str(site)], capture_output=True, text=True)
     assert done.returncode == 64 and "newline" in done.stderr and "Traceback" not in done.stderr
+
+
+def _bindpath(text: str) -> List[str]:
+    """The entries of the APPTAINER_BINDPATH a snippet, modulefile or dry run sets."""
+    import re
+
+    found = re.search(r"APPTAINER_BINDPATH[\"',= ]+(/[^\"' ;\n]+)", text)
+    assert found, text
+    return sorted(found.group(1).split(","))
+
+
+def test_env_module_and_dry_run_bind_the_same_set(tmp_path: Path) -> None:
+    """For debian-mpich on this machine: `env`, `module` and `--dry-run --no-check` bind the
+    same host files (the profile's MPI libraries and their closure); a dry run with an image
+    binds the part its application needs (docs/lmod.md)."""
+    if not os.path.exists("/usr/lib/x86_64-linux-gnu/libmpich.so.12"):
+        pytest.skip("Debian MPICH is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "HPCRUN_SITE"}
+    run = {"env": dict(env)}
+
+    def out(*args: str) -> str:
+        done = subprocess.run([HPCRUN, *args], capture_output=True, text=True, env=run["env"],
+                              timeout=120, check=False)
+        assert done.returncode == 0, (args, done.stderr)
+        return done.stdout
+
+    site = ["--site", "debian-mpich"]
+    snippet = _bindpath(out("env", *site, "--runtime", "apptainer"))
+    module = _bindpath(out("module", *site, "--runtime", "apptainer"))
+    dry = _bindpath(out(*site, "--runtime", "apptainer", "--dry-run", "--no-check",
+                        str(tmp_path), "true"))
+    assert snippet == module == dry
+    assert len(snippet) > 20  # 3 MPI libraries, 9 UCX module names, their closure
+    assert any("/libhwloc.so." in entry for entry in snippet)  # a dependency, not named

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,9 +44,16 @@ sys.exit(rc)
 def _env(tmp_path: Path) -> Dict[str, str]:
     env = dict(os.environ)
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    env["PATH"] = str(tmp_path / "empty-bin")  # no runtime, no launcher: a dry run only
+    # No launcher, only the real Apptainer (a plan needs an installed runtime): a dry run.
+    bindir = tmp_path / "runtime-bin"
+    env["PATH"] = str(bindir)
     env.pop("HPCRUN_SITE", None)
-    (tmp_path / "empty-bin").mkdir(exist_ok=True)
+    bindir.mkdir(exist_ok=True)
+    real = shutil.which("apptainer")
+    if real is None:
+        pytest.skip("Apptainer is not installed (scripts/install-test-deps)")
+    if not (bindir / "apptainer").exists():
+        (bindir / "apptainer").symlink_to(real)
     return env
 
 

@@ -60,64 +60,20 @@ def show_command(
     site: str = typer.Argument(..., help="Site name or path of a .toml profile."),
     as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
 ) -> None:
-    """Show every section of a site profile."""
+    """Print a site profile as TOML: what differs from the defaults, as a sysadmin writes it.
+
+    The output loads back as the same profile (hpcrun site validate reads it).
+    """
     from hpcrun.profiles.load import profile_to_dict
     from hpcrun.profiles.lookup import load_site
+    from hpcrun.profiles.write import dump_profile
 
     profile = load_site(site, os.environ)
-    data = profile_to_dict(profile)
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(profile_to_dict(profile), indent=2) + "\n")
         return
-    _show_rich(data)
-
-
-def _show_rich(data: dict) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = _console()
-    console.print(f"[bold]{escape(data['name'])}[/bold]: {escape(data['description'])}")
-    console.print(f"[dim]{escape(data['source'])}  (schema {data['schema']})[/dim]")
-
-    def scalar(value: Any) -> str:
-        if isinstance(value, list):
-            return "\n".join(escape(str(v)) for v in value) if value else "[dim]-[/dim]"
-        if value in ("", None):
-            return "[dim]-[/dim]"
-        return escape(str(value))
-
-    for section in ("runtime", "mpi", "gpu", "container", "threads", "wireup"):
-        value = data.get(section)
-        console.print()
-        if value is None:
-            console.print(f"[bold]\\[{section}][/bold] [dim]absent (no MPI binding)[/dim]")
-            continue
-        table = Table(title=escape(f"[{section}]"), title_justify="left", show_header=False)
-        table.add_column("key", style="cyan", no_wrap=True)
-        table.add_column("value", overflow="fold")
-        for key, item in value.items():
-            table.add_row(key, scalar(item))
-        console.print(table)
-    for section, columns in (("libraries", ("path", "kind", "reason")),
-                             ("binds", ("source", "destination", "read_only", "optional",
-                                        "reason")),
-                             ("env", ("name", "value", "action", "scope", "when", "reason"))):
-        console.print()
-        table = Table(title=escape(f"[[{section}]] ({len(data[section])})"),
-                      title_justify="left")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for item in data[section]:
-            table.add_row(*(scalar(item[c]) for c in columns))
-        console.print(table)
-    console.print()
-    table = Table(title=escape("[launchers.NAME]"), title_justify="left")
-    for column in ("launcher", "options", "reason"):
-        table.add_column(column, overflow="fold")
-    for name, item in data["launchers"].items():
-        table.add_row(name, escape(" ".join(item["options"])), scalar(item["reason"]))
-    console.print(table)
+    sys.stdout.write(dump_profile(profile, header=[f"site {profile.name}, from {profile.source}"],
+                                  reference=False))
 
 
 def _finding_line(severity: str, key: str, message: str, hint: str) -> str:

@@ -69,7 +69,9 @@ def _default(f: records.Field) -> Any:
     return records.MISSING
 
 
-def _keys(obj: Any, path: str, notes: Notes, full: bool) -> List[str]:
+def _keys(obj: Any, path: str, notes: Notes, full: bool, filled: bool = False) -> List[str]:
+    """``key = value`` lines: every key (``full``), every key with a value (``filled``: not
+    empty, not false), else the keys that differ from the defaults."""
     out: List[str] = []
     hints = field_types(type(obj))
     for f in public_fields(type(obj)):
@@ -77,7 +79,9 @@ def _keys(obj: Any, path: str, notes: Notes, full: bool) -> List[str]:
             continue
         value = getattr(obj, f.name)
         key = f"{path}.{f.name}" if path else f.name
-        if not full and value == _default(f) and key not in notes:
+        if filled and value in ("", (), [], False, None) and key not in notes:
+            continue
+        if not full and not filled and value == _default(f) and key not in notes:
             continue
         if full and f.metadata.get("doc") and path:
             out += _comment([f.metadata["doc"]])
@@ -87,14 +91,21 @@ def _keys(obj: Any, path: str, notes: Notes, full: bool) -> List[str]:
 
 
 def dump_profile(profile: Profile, notes: Optional[Notes] = None,
-                 header: Sequence[str] = ()) -> str:
-    """The profile as TOML text with ``header`` comment lines first and ``notes`` attached."""
+                 header: Sequence[str] = (), reference: bool = True) -> str:
+    """The profile as TOML text with ``header`` comment lines first and ``notes`` attached.
+
+    ``reference`` (``site detect``) writes every key of the single tables with its
+    documentation; without it (``site show``) only what differs from the defaults is
+    every key with a value (not empty, not false) is written, and a table with nothing to
+    say is left out, as a sysadmin would write it.
+    """
     notes = notes or {}
     lines: List[str] = _comment(header)
     lines += _comment(notes.get("", ()))
     if lines:
         lines.append("")
-    lines += _keys(profile, "", notes, full=False)
+    show = not reference
+    lines += _keys(profile, "", notes, full=False, filled=show)
     hints = field_types(Profile)
     for f in public_fields(Profile):
         tp = unwrap_optional(hints[f.name])
@@ -102,18 +113,19 @@ def dump_profile(profile: Profile, notes: Optional[Notes] = None,
         if not _is_table(tp) or value is None:
             continue
         if records.is_record(tp):
-            lines += ["", *_comment(notes.get(f.name, ())), f"[{f.name}]"]
-            lines += _keys(value, f.name, notes, full=True)
+            keys = _keys(value, f.name, notes, full=reference, filled=show)
+            if keys or reference:
+                lines += ["", *_comment(notes.get(f.name, ())), f"[{f.name}]", *keys]
         elif is_mapping_tuple(tp):
             for name, item in value:
                 key = f"{f.name}.{name}"
                 lines += ["", *_comment(notes.get(key, ())), f"[{key}]"]
-                lines += _keys(item, key, notes, full=False)
+                lines += _keys(item, key, notes, full=False, filled=show)
         else:
             for index, item in enumerate(value):
                 key = f"{f.name}[{index}]"
                 lines += ["", *_comment(notes.get(key, ())), f"[[{f.name}]]"]
-                lines += _keys(item, key, notes, full=False)
+                lines += _keys(item, key, notes, full=False, filled=show)
     return "\n".join(lines) + "\n"
 
 
