@@ -18,15 +18,18 @@ def build(only: str = "") -> typer.Typer:
     app = typer.Typer(
         name="hpcrun",
         help="Run MPI/GPU containers with the host MPI (the bind model).\n\n"
-        "Launch: hpcrun \\[--site S] \\[OPTIONS] \\[srun|mpirun|mpiexec ...] IMAGE COMMAND...\n\n"
-        "Run `hpcrun --site S --help` for the launch options.",
+        "Launch: hpcrun [--site S] [OPTIONS] [srun|mpirun|mpiexec ...] IMAGE COMMAND...\n\n"
+        "Run `hpcrun help launch` for the launch options and `hpcrun help COMMAND` for a "
+        "command's. Shell completion: `hpcrun --install-completion bash` (or zsh, fish).",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # click's plain help: paragraphs rewrapped, the same in a pipe
     )
 
     @app.callback(invoke_without_command=True)
-    def _root(version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
+    def _root(version: bool = typer.Option(False, "--version", "-V",
+                                           help="Print the version and exit.")) -> None:
         if version:
             typer.echo(f"hpcrun {__version__}")
             raise typer.Exit(0)
@@ -37,7 +40,40 @@ def build(only: str = "") -> typer.Typer:
 
     for name in (only,) if only in SUBCOMMANDS else SUBCOMMANDS:
         importlib.import_module(f"hpcrun.cli.{name}").register(app)
+    _short_help(app, "")
     return app
+
+
+# One whole sentence per command for the command lists of `hpcrun help` (click would cut
+# the first lines of the docstring after ~45 characters, mid-sentence).
+SHORT_HELP = {
+    "inspect": "Show what hpcrun reads from an image.",
+    "check": "Tell whether the site's host MPI can serve an image.",
+    "env": "Print the shell statements that set up a plain apptainer exec.",
+    "module": "Write an Lmod modulefile for a site.",
+    "site": "List, show, validate and detect site profiles.",
+    "site list": "List the site profiles on the search path.",
+    "site show": "Print a site profile as TOML.",
+    "site validate": "Check a site profile (--offline: the file alone).",
+    "site schema": "Print the JSON Schema of site profiles.",
+    "site detect": "Write a site profile for this host.",
+}
+
+
+def _short_help(app: typer.Typer, prefix: str) -> None:
+    """Set :data:`SHORT_HELP` on the commands and groups of ``app`` that have none."""
+    for command in app.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        text = SHORT_HELP.get(f"{prefix}{name}")
+        if text and not command.short_help:
+            command.short_help = text
+    for group in app.registered_groups:
+        name = group.name or ""
+        text = SHORT_HELP.get(f"{prefix}{name}")
+        if text and not isinstance(group.short_help, str):
+            group.short_help = text
+        if group.typer_instance is not None:
+            _short_help(group.typer_instance, f"{prefix}{name} ")
 
 
 def _click_exception() -> Type[Exception]:

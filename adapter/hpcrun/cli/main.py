@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from typing import Callable, List, Optional
 
 SUBCOMMANDS = ("site", "inspect", "check", "env", "module")
+# Set by the shell completion scripts typer writes (``hpcrun --install-completion SHELL``).
+COMPLETE_VAR = "_HPCRUN_COMPLETE"
 
 # The exit codes, the single source (the README's table is tested against it).  hpcrun's own
 # outcomes use 64-78, the range of BSD's sysexits.h (same meaning where one fits): a job's
@@ -122,6 +124,21 @@ def _tolerant_streams() -> None:
                 pass
 
 
+def _help_args(topic: List[str]) -> Optional[List[str]]:
+    """``hpcrun help [COMMAND [SUB]]`` as the arguments that print that help; None for the
+    launch path's help (``hpcrun help launch``)."""
+    if not topic:
+        return ["--help"]
+    if topic[0] in ("launch", "run"):
+        return None
+    if topic[0] not in SUBCOMMANDS:
+        from hpcrun.errors import UsageError
+
+        raise UsageError(f"hpcrun help {topic[0]}: no such command",
+                         f"commands: launch, {', '.join(SUBCOMMANDS)}; e.g. hpcrun help check")
+    return [*topic, "--help"]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run hpcrun with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     _tolerant_streams()
@@ -129,7 +146,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     debug = _debug_requested(args)
     try:
         word = _first_word(args)
-        if word in SUBCOMMANDS or word in ("--help", "-h", "--version", None):
+        if word in ("--version", "-V"):
+            from hpcrun import __version__
+
+            sys.stdout.write(f"hpcrun {__version__}\n")
+            return 0
+        if word == "help":
+            plain = [a for a in args if a != "--debug"]
+            wanted = _help_args(plain[1:])
+            if wanted is None:
+                from hpcrun.cli.run import USAGE
+
+                sys.stdout.write(USAGE)
+                return 0
+            from hpcrun.cli.app import run_app
+
+            return run_app(wanted)
+        if (word in SUBCOMMANDS or word in ("--help", "-h", None)
+                or word.startswith(("--install-completion", "--show-completion"))
+                or os.environ.get(COMPLETE_VAR)):
             plain = [a for a in args if a != "--debug"]
             if word in ("inspect", "check"):  # usual forms need no typer (see run_direct)
                 direct = _direct(word)

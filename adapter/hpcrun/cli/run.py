@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 USAGE = """\
-usage: hpcrun [OPTIONS] [srun|mpirun|mpiexec [LAUNCHER-OPTIONS]] IMAGE COMMAND...
+usage: hpcrun [OPTIONS] [srun|mpirun|mpiexec [LAUNCHER-OPTS]] IMAGE COMMAND...
 
 Run COMMAND from the container IMAGE with the host's MPI (the bind model).
 
@@ -59,10 +59,15 @@ options (before the launcher):
 
 environment:
   HPCRUN_SITE           the default site profile (--site)
-  HPCRUN_STAGE_DIR      Charliecloud: where hpcrun's stage directories go (default
-                        ~/.cache/hpcrun/stage); must be visible on every compute node
+  HPCRUN_STAGE_DIR      Charliecloud: where hpcrun's stage directories go
+                        (default ~/.cache/hpcrun/stage); seen by compute nodes
 
-subcommands: hpcrun site|inspect|check|env|module --help
+runtime: --runtime, else the profile's runtime.kind; "auto" takes the first
+installed of apptainer, singularity, ch-run.  A runtime that is not installed
+is an error, in a dry run too.  --dry-run, --explain and --json name the
+runtime chosen and why.
+
+commands: hpcrun help site|inspect|check|env|module.  Version: hpcrun -V.
 """
 
 _VALUE = ("--site", "--runtime", "--image", "--gpu", "--threads", "--abi-policy", "--env")
