@@ -44,16 +44,18 @@ sys.exit(rc)
 def _env(tmp_path: Path) -> Dict[str, str]:
     env = dict(os.environ)
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    # No launcher, only the real Apptainer (a plan needs an installed runtime): a dry run.
+    # No launcher, only the real Apptainer and its singularity link (a plan needs an
+    # installed runtime): a dry run.
     bindir = tmp_path / "runtime-bin"
     env["PATH"] = str(bindir)
     env.pop("HPCRUN_SITE", None)
     bindir.mkdir(exist_ok=True)
-    real = shutil.which("apptainer")
-    if real is None:
-        pytest.skip("Apptainer is not installed (scripts/install-test-deps)")
-    if not (bindir / "apptainer").exists():
-        (bindir / "apptainer").symlink_to(real)
+    for name in ("apptainer", "singularity"):  # debian-* profiles say auto, zeus singularity
+        real = shutil.which(name)
+        if real is None:
+            pytest.skip("Apptainer is not installed (scripts/install-test-deps)")
+        if not (bindir / name).exists():
+            (bindir / name).symlink_to(real)
     return env
 
 

@@ -3,6 +3,7 @@ images, and the resolver's wording when the image was not inspected."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,7 +44,8 @@ def squashfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def environ(tmp_path: Path) -> Dict[str, str]:
     site = tmp_path / "imgsite.toml"
     site.write_text(SITE)
-    return {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"),
+    runtime = os.path.dirname(shutil.which("apptainer") or "/usr/local/bin/apptainer")
+    return {"PATH": f"{runtime}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),
             "APPTAINER_CACHEDIR": str(tmp_path / "cache"), "HPCRUN_SITE": str(site)}
 
 

@@ -159,3 +159,55 @@ def test_detect_writes_only_the_named_file(hpcrun_bin: str, tmp_path: Path) -> N
     assert printed.stdout.startswith("# Site profile for hpcrun")
     missing = run(hpcrun_bin, "site", "detect", "--mpi", str(tmp_path / "nope"))
     assert missing.returncode == 64 and "no such file" in missing.stderr
+
+
+@pytest.mark.parametrize("name", ["debian-mpich", "debian-openmpi"])
+def test_bundled_debian_profiles_validate_clean_on_this_debian_machine(hpcrun_bin: str,
+                                                                       name: str) -> None:
+    """The profiles written for this machine's packages pass --deep here, warnings
+    included (debian-openmpi used to miss the UCX transport modules libucs opens)."""
+    probe = {"debian-mpich": "libmpich.so.12", "debian-openmpi": "libmpi.so.40"}[name]
+    if not os.path.exists(f"{LIBDIR}/{probe}") or not os.path.isdir(f"{LIBDIR}/ucx"):
+        pytest.skip(f"the Debian packages {name} describes are not installed")
+    done = run(hpcrun_bin, "site", "validate", "--deep", name)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.splitlines() == [f"{load_site(name, {}).source}: 0 error(s), "
+                                        "0 warning(s)"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_offline_validation_of_every_bundled_profile(hpcrun_bin: str, name: str) -> None:
+    """The file alone: zeus's /usr/lib64 and /pawsey paths do not exist here, and offline
+    that is not looked at (online it is 25+ errors)."""
+    done = run(hpcrun_bin, "site", "validate", "--offline", name)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.splitlines()[-1].endswith(
+        ": 0 error(s), 0 warning(s) (offline: syntax, schema and values; no host file "
+        "looked at)")
+    if name == "zeus":
+        online = run(hpcrun_bin, "site", "validate", "zeus")
+        assert online.returncode != 0 and "does not exist on this host" in online.stdout
+
+
+@pytest.mark.parametrize("text, line", [
+    ('schema = 1\nname = "x\n', "bad.toml:2:10: invalid TOML"),
+    ('schema = 1\nname = "x"\n[[binds]]\nsource = "/s"\nread_only = "yes"\n',
+     "bad.toml:5: binds[0].read_only: expected true or false, got a string"),
+    ('schema = 1\nname = "x"\n[mpi]\nfamily = "mpich"\nlibraries = ["lib/libmpi.so.12"]\n'
+     'sonames = ["libmpi.so.12"]\n',
+     "ERROR mpi.libraries[0]: MPI library 'lib/libmpi.so.12' is not an absolute path"),
+    ('schema = 1\nname = "x"\n[[env]]\nname = "1X"\nvalue = "a"\n',
+     "ERROR env[0].name: '1X' is not a valid environment variable name"),
+], ids=["syntax", "schema", "relative-path", "env-name"])
+def test_offline_validation_finds_syntax_schema_and_value_errors(
+        hpcrun_bin: str, tmp_path: Path, text: str, line: str) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    done = run(hpcrun_bin, "site", "validate", "--offline", str(bad))
+    assert done.returncode == 78, done.stdout  # a configuration error
+    assert line in done.stdout.splitlines()[0], done.stdout
+
+
+def test_offline_and_deep_exclude_each_other(hpcrun_bin: str) -> None:
+    done = run(hpcrun_bin, "site", "validate", "--offline", "--deep", "zeus")
+    assert done.returncode == 64 and "exclude each other" in done.stderr  # usage

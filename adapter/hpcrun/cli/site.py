@@ -111,14 +111,21 @@ def validate_command(
                               "version as claimed, run-time providers present and visible."),
     plain: bool = typer.Option(False, "--plain", help="One line per finding even at a "
                                "terminal (the format when the output is not a terminal)."),
+    offline: bool = typer.Option(False, "--offline", help="Check the file alone: TOML syntax, "
+                                 "schema (keys, types, choices) and values, without looking "
+                                 "at this host (for a laptop or a site's CI)."),
 ) -> int:
     """Check a profile on this host: one line per finding (a table with --deep at a
-    terminal); exit 0 without errors, else 78 (a configuration error)."""
+    terminal); exit 0 without errors, else 78 (a configuration error).  With --offline,
+    check the file alone."""
     from hpcrun.cli.main import EXIT_CONFIG
     from hpcrun.profiles.load import ProfileError, load_profile
     from hpcrun.profiles.lookup import find_profile
     from hpcrun.profiles.validate import deep_checks, validate_profile
 
+    if offline and deep:
+        raise UsageError("--offline and --deep exclude each other: --deep opens host files",
+                         "use one of them")
     path = find_profile(site, os.environ)
     try:
         profile = load_profile(path)
@@ -127,12 +134,13 @@ def validate_command(
         hint = f" ({error.hint})" if error.hint else ""
         sys.stdout.write(f"ERROR {error.message}{hint}\n")
         return EXIT_CONFIG
-    findings = validate_profile(profile)
+    findings = validate_profile(profile, None if offline else Path("/"))
     if deep:
         findings += deep_checks(profile)
     errors = sum(1 for f in findings if f.severity == "error")
     warnings = sum(1 for f in findings if f.severity == "warning")
-    summary = f"{path}: {errors} error(s), {warnings} warning(s)"
+    summary = f"{path}: {errors} error(s), {warnings} warning(s)" + (
+        " (offline: syntax, schema and values; no host file looked at)" if offline else "")
     if deep and not plain and sys.stdout.isatty():
         from rich.markup import escape
 

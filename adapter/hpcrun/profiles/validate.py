@@ -83,7 +83,7 @@ def _check_absolute(key: str, path: str, what: str) -> Optional[Diagnostic]:
     return None
 
 
-def _check_host_file(root: Path, key: str, path: str, what: str,
+def _check_host_file(root: Optional[Path], key: str, path: str, what: str,
                      allow_glob: bool = False) -> List[Diagnostic]:
     bad = _check_absolute(key, path, what)
     if bad:
@@ -91,6 +91,8 @@ def _check_host_file(root: Path, key: str, path: str, what: str,
     problem = bind_syntax_problem(path)
     if problem:
         return [_diag(ERROR, "unbindable-path", key, f"{what} {path!r} {problem}")]
+    if root is None:  # offline: the host is not looked at
+        return []
     if allow_glob and GLOB_CHARS.search(path):
         if not glob.glob(str(host_path(root, path))):
             return [_diag(ERROR, "glob-no-match", key, f"{what} {path} matches no file on "
@@ -120,10 +122,12 @@ def _norm(path: str) -> str:
     return os.path.normpath(path) if path else path
 
 
-def _check_runtime(profile: Profile, root: Path) -> List[Diagnostic]:
+def _check_runtime(profile: Profile, root: Optional[Path]) -> List[Diagnostic]:
     out: List[Diagnostic] = []
     if profile.runtime.path:
         out += _check_host_file(root, "runtime.path", profile.runtime.path, "runtime binary")
+        if root is None:
+            return out
         found = host_path(root, profile.runtime.path)
         if not out and not (found.is_file() and os.access(found, os.X_OK)):
             out.append(_diag(ERROR, "not-executable", "runtime.path",
@@ -137,7 +141,7 @@ def _soname_found(root: Path, soname: str, dirs: Iterable[str], files: Iterable[
     return any(os.path.lexists(host_path(root, d) / soname) for d in dirs)
 
 
-def _check_mpi(profile: Profile, root: Path) -> List[Diagnostic]:
+def _check_mpi(profile: Profile, root: Optional[Path]) -> List[Diagnostic]:
     mpi = profile.mpi
     if mpi is None or mpi.family == "none":
         return []
@@ -152,7 +156,7 @@ def _check_mpi(profile: Profile, root: Path) -> List[Diagnostic]:
     for index, path in enumerate(mpi.library_dirs):
         key = f"mpi.library_dirs[{index}]"
         found = _check_host_file(root, key, path, "MPI library directory")
-        if not found and not host_path(root, path).is_dir():
+        if not found and root is not None and not host_path(root, path).is_dir():
             found = [_diag(ERROR, "not-a-directory", key, f"{path} is not a directory")]
         out += found
     if not mpi.sonames:
@@ -160,15 +164,16 @@ def _check_mpi(profile: Profile, root: Path) -> List[Diagnostic]:
                          "no MPI sonames: hpcrun cannot tell which library serves the "
                          "application", 'e.g. sonames = ["libmpi.so.12"]'))
     # Only worth saying when the places to look exist (else the errors above say it all).
-    present = any(host_path(root, d).is_dir() for d in mpi.library_dirs) or any(
-        os.path.lexists(host_path(root, f)) for f in mpi.libraries)
+    present = root is not None and (
+        any(host_path(root, d).is_dir() for d in mpi.library_dirs)
+        or any(os.path.lexists(host_path(root, f)) for f in mpi.libraries))
     for group in ("sonames", "fortran", "cxx"):
         for index, soname in enumerate(getattr(mpi, group)):
             key = f"mpi.{group}[{index}]"
             if "/" in soname or not soname:
                 out.append(_diag(ERROR, "bad-soname", key,
                                  f"{soname!r} is not a soname (a file name like libmpi.so.12)"))
-            elif present and not _soname_found(root, soname, mpi.library_dirs,
+            elif present and root is not None and not _soname_found(root, soname, mpi.library_dirs,
                                                mpi.libraries):
                 out.append(_diag(WARNING, "soname-not-found", key,
                                  f"{soname} is neither in mpi.libraries nor in mpi.library_dirs",
@@ -176,7 +181,7 @@ def _check_mpi(profile: Profile, root: Path) -> List[Diagnostic]:
     return out
 
 
-def _check_binds(profile: Profile, root: Path) -> List[Diagnostic]:
+def _check_binds(profile: Profile, root: Optional[Path]) -> List[Diagnostic]:
     out: List[Diagnostic] = []
     seen: Dict[str, str] = {}
     prefix = _norm(profile.container.prefix)
@@ -245,12 +250,13 @@ def _check_env(profile: Profile) -> List[Diagnostic]:
     return out
 
 
-def _check_misc(profile: Profile, root: Path) -> List[Diagnostic]:
+def _check_misc(profile: Profile, root: Optional[Path]) -> List[Diagnostic]:
     out: List[Diagnostic] = []
     for index, lib in enumerate(profile.libraries):
         key = f"libraries[{index}].path"
         found = _check_host_file(root, key, lib.path, "library", allow_glob=True)
-        if not found and not GLOB_CHARS.search(lib.path) and host_path(root, lib.path).is_dir():
+        if (not found and root is not None and not GLOB_CHARS.search(lib.path)
+                and host_path(root, lib.path).is_dir()):
             found = [_diag(WARNING, "library-is-directory", key,
                            f"{lib.path} is a directory, not a library file",
                            f"name its files with a glob such as {lib.path.rstrip('/')}/*.so, "
@@ -293,8 +299,12 @@ def _check_misc(profile: Profile, root: Path) -> List[Diagnostic]:
     return out
 
 
-def validate_profile(profile: Profile, root: Path = Path("/")) -> List[Diagnostic]:
+def validate_profile(profile: Profile, root: Optional[Path] = Path("/")) -> List[Diagnostic]:
     """Every finding about ``profile`` on the host whose file system is at ``root``.
+
+    ``root=None`` is the offline check (``hpcrun site validate --offline``): the values
+    alone (absolute paths, bind syntax, names, patterns, duplicates), no host file looked at,
+    so a laptop or a site's CI can check a profile written for a cluster.
 
     Errors: required host paths that are missing, relative host paths, values that cannot
     be passed to the runtime.  Warnings: questionable but usable settings.  Info: optional
