@@ -48,7 +48,7 @@ def test_help_command(topic: List[str], same_as: List[str]) -> None:
 
 def test_help_of_an_unknown_command_is_one_usage_error() -> None:
     done = run("help", "nope")
-    assert done.returncode == 2 and done.stdout == ""
+    assert done.returncode == 64 and done.stdout == ""  # usage
     assert done.stderr.splitlines()[0] == "hpcrun: error: hpcrun help nope: no such command"
 
 

@@ -177,7 +177,7 @@ def test_no_runtime_installed(site: Path, tmp_path: Path) -> None:
     assert b"apptainer" in launch.stderr and b"not installed" in launch.stderr
     for mode in ("--dry-run", "--explain", "--json"):
         plan = hpcrun([mode, "--no-check", "--site", str(site), "app.sif", "x"], env=env)
-        assert (plan.returncode, plan.stdout) == (6, b""), (mode, plan.stderr)
+        assert (plan.returncode, plan.stdout) == (69, b""), (mode, plan.stderr)
         assert plan.stderr.startswith(b"hpcrun: error: apptainer: the container runtime is "
                                       b"not installed"), plan.stderr
         assert b"runtime.kind" in plan.stderr

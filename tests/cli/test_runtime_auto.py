@@ -80,7 +80,7 @@ def test_dry_run_and_explain_name_the_runtime_and_why(tmp_path: Path, mode: str)
 def test_no_runtime_is_refused_in_every_mode(tmp_path: Path, mode: str) -> None:
     """--no-check stands for the real launch here (the mode flag is then a no-op)."""
     done = _plan(tmp_path, [], mode)
-    assert (done.returncode, done.stdout) == (6, ""), done.stderr
+    assert (done.returncode, done.stdout) == (69, ""), done.stderr  # program not found
     assert done.stderr.splitlines()[0] == ("hpcrun: error: no container runtime is installed: "
                                            "none of apptainer, singularity, ch-run is on PATH")
     assert done.stderr.splitlines()[1].startswith("hpcrun: hint: install it")

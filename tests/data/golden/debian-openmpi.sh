@@ -1,5 +1,6 @@
 # warning: libraries[0]: /usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3/*.so is a glob and the host was not surveyed: nothing bound
-# warning: libraries[1]: /usr/lib/x86_64-linux-gnu/pmix2/lib/pmix/*.so is a glob and the host was not surveyed: nothing bound
+# warning: libraries[1]: /usr/lib/x86_64-linux-gnu/ucx/libuct_*.so* is a glob and the host was not surveyed: nothing bound
+# warning: libraries[2]: /usr/lib/x86_64-linux-gnu/pmix2/lib/pmix/*.so is a glob and the host was not surveyed: nothing bound
 # warning: /usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3 is bound over the image's directory /usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3 (inside /usr/lib/x86_64-linux-gnu): the image's own copy, if any, is hidden
 # warning: /usr/lib/x86_64-linux-gnu/pmix2/lib/pmix is bound over the image's directory /usr/lib/x86_64-linux-gnu/pmix2/lib/pmix (inside /usr/lib/x86_64-linux-gnu): the image's own copy, if any, is hidden
 env \
