@@ -32,6 +32,7 @@ from hpcrun.launch.launchers import (
     launcher_family,
     merge_defaults,
 )
+from hpcrun.plan.appcheck import certain_missing_app
 from hpcrun.plan.hostpaths import GLOB_CHARS, HostPaths
 from hpcrun.plan.model import (
     ERROR,
@@ -410,8 +411,13 @@ def build_plan(profile: Profile, request: Request, host: HostFacts,
         runtime_args = ("exec", *(f.flag for f in flags), *options)
 
     wrapper: Tuple[str, ...] = tuple(w for c in contributions for w in c.wrapper)
+    missing = certain_missing_app(request.command, image, binds,
+                                  dict(host.environ if environ is None else environ))
     for contribution in contributions:
-        b.diagnostics.extend(contribution.diagnostics)
+        b.diagnostics.extend(d for d in contribution.diagnostics
+                             if missing is None or d.code != "app-missing")
+    if missing is not None:  # the warning "not found in the image" is a certain failure here
+        b.diagnostics.append(missing)
 
     plan = Plan(
         site=profile.name,
