@@ -34,12 +34,17 @@ def runtime_for(profile: Profile, requested: str, environ: Mapping[str, str]) ->
 
 
 def print_diagnostics(diagnostics: Iterable[Diagnostic]) -> int:
-    """Print warnings and errors to stderr, one line each; return the number of errors."""
-    errors = 0
-    for diag in diagnostics:
-        if diag.severity == "info":
-            continue
-        errors += diag.severity == ERROR
+    """Print warnings and errors to stderr, one line each, findings of the same code and
+    hint folded into one line with a count; return the number of errors."""
+    from hpcrun.render.text import fold
+
+    shown = [d for d in diagnostics if d.severity != "info"]
+    for diag, parts in fold(shown):
         hint = f" ({diag.hint})" if diag.hint else ""
-        sys.stderr.write(f"hpcrun: {diag.severity}: {diag.message}{hint}\n")
-    return errors
+        if parts:
+            message = f"{diag.message} (x{len(parts)}: {', '.join(parts)})" if diag.message \
+                else "; ".join(parts)
+        else:
+            message = diag.message
+        sys.stderr.write(f"hpcrun: {diag.severity}: {message}{hint}\n")
+    return sum(1 for d in shown if d.severity == ERROR)

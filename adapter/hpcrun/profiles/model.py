@@ -64,7 +64,8 @@ LAUNCHER_NAMES = ("srun", "mpirun", "mpiexec")
 class Runtime:
     """The container runtime of the site."""
 
-    kind: str = spec("auto", doc="Container runtime; auto detects apptainer, then singularity.",
+    kind: str = spec("auto", doc="Container runtime; auto takes the first installed of "
+                     "apptainer, singularity, ch-run (Charliecloud).",
                      choices=RUNTIME_KINDS, example="apptainer")
     path: str = spec("", doc="Explicit path of the runtime binary (default: found on PATH).",
                      example="/usr/bin/apptainer")
