@@ -237,3 +237,25 @@ def test_documented_commands_run(name: str, sandbox: Tuple[Path, Dict]) -> None:
         assert done.returncode == entry.code, (
             f"{command.file}:{command.line}: {text}\nexit {done.returncode}\n"
             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        if name == "README.md" and command.text == "scripts/demo":
+            assert_readme_shows_this_run(done.stdout)
+
+
+def readme_demo_block() -> List[str]:
+    """The lines of the README's ``text`` block that shows a demo run."""
+    text = (REPO / "README.md").read_text()
+    for match in re.finditer(r"^```text\n(.*?)^```", text, re.S | re.M):
+        if "scripts/demo" in text[max(0, match.start() - 300):match.start()]:
+            return match.group(1).splitlines()
+    raise AssertionError("README.md has no text block after a mention of scripts/demo")
+
+
+def assert_readme_shows_this_run(output: str) -> None:
+    """Every line the README shows is a line this run printed, but for the host name (the
+    README's run was on host `vm`) and the order in which the ranks' lines arrive."""
+    import socket
+
+    host = socket.gethostname()
+    printed = set(output.splitlines())
+    for line in readme_demo_block():
+        assert line.replace(" on vm", f" on {host}") in printed, line
