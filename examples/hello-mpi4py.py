@@ -6,7 +6,9 @@
 Each rank prints ``Hello World! I am process R of N on HOST``, then the first line of
 ``MPI_Get_library_version`` and the path of the MPI library mapped into the process (from
 ``/proc/self/maps``): inside a container run by hpcrun that path is the HOST library bound
-into the container.  ``--parents`` also prints the process's ancestors (pid, name, command
+into the container.  ``rank R libmpi-file: DEV INODE SIZE`` follows: that file's identity as
+the rank sees it (a bind mount keeps the host file's device and inode), so a test can check
+it is the very host file.  ``--parents`` also prints the process's ancestors (pid, name, command
 line), to see what runs per rank between the launcher and the application.
 """
 
@@ -58,9 +60,15 @@ def main() -> int:
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     version = MPI.Get_library_version().strip().splitlines()[0].strip()
+    libmpi = mpi_library_path()
     lines = [f"Hello World! I am process {rank} of {size} on {socket.gethostname()}",
              f"rank {rank} library: {version}",
-             f"rank {rank} libmpi: {mpi_library_path()}"]
+             f"rank {rank} libmpi: {libmpi}"]
+    try:
+        info = os.stat(libmpi)
+        lines.append(f"rank {rank} libmpi-file: {info.st_dev} {info.st_ino} {info.st_size}")
+    except OSError:
+        pass
     if "--parents" in sys.argv[1:]:
         lines += [f"rank {rank} parent: {entry}" for entry in ancestors()]
     sys.stdout.write("\n".join(lines) + "\n")

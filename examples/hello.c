@@ -4,10 +4,13 @@
  *
  * Prints "Hello World! I am process R of N on HOST", the first line of
  * MPI_Get_library_version and the path of the MPI library mapped into the process
- * (from /proc/self/maps): under hpcrun, the host library bound into the container. */
+ * (from /proc/self/maps): under hpcrun, the host library bound into the container.
+ * Then "rank R libmpi-file: DEV INODE SIZE" of that file as the rank sees it (stat), so a
+ * test can tell whether it is the very host file (bind mounts keep device and inode). */
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void mpi_library_path(char *out, size_t size)
 {
@@ -38,6 +41,7 @@ int main(int argc, char **argv)
     char host[MPI_MAX_PROCESSOR_NAME];
     char version[MPI_MAX_LIBRARY_VERSION_STRING];
     char path[4096];
+    struct stat st;
 
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -49,6 +53,9 @@ int main(int argc, char **argv)
     printf("Hello World! I am process %d of %d on %s\n", rank, size, host);
     printf("rank %d library: %s\n", rank, version);
     printf("rank %d libmpi: %s\n", rank, path);
+    if (stat(path, &st) == 0)
+        printf("rank %d libmpi-file: %llu %llu %lld\n", rank, (unsigned long long)st.st_dev,
+               (unsigned long long)st.st_ino, (long long)st.st_size);
     fflush(stdout);
     MPI_Barrier(MPI_COMM_WORLD);
     MPI_Finalize();

@@ -21,7 +21,6 @@ from .support import run
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-STANDIN_DIR = REPO / "tests" / "standin"
 SITES_DIR = REPO / "tests" / "data" / "sites"
 HELLO_PY = REPO / "examples" / "hello-mpi4py.py"
 
@@ -46,9 +45,9 @@ def e2e_images(tmp_path_factory: pytest.TempPathFactory,
                mpi_wheel: Callable[[str], Path]) -> ImageSet:
     """Both test images (sandbox, squashfs, SIF), built once per session."""
     _require_root()
-    for tool in ("mksquashfs", "mpicc.mpich", "mpicc.openmpi", "ldconfig"):
+    for tool in ("apptainer", "mksquashfs", "mpicc.mpich", "mpicc.openmpi", "ldconfig"):
         if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
-            pytest.skip(f"{tool} is not installed (see .ci/apt-packages.txt)")
+            pytest.skip(f"{tool} is not installed (scripts/install-test-deps installs it)")
     if not os.path.exists("/usr/bin/python3.11"):
         pytest.skip("the test images copy Debian's /usr/bin/python3.11 (package python3)")
     mpi4py = mpi_wheel("mpi4py")
@@ -67,7 +66,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def base_env(slurm_cluster: slurm.Cluster) -> Dict[str, str]:
-    """The environment of a job: SLURM_CONF of the test cluster, the stand-in first on PATH.
+    """The environment of a job: SLURM_CONF of the test cluster; ``apptainer`` and
+    ``singularity`` are the real ones on PATH (scripts/install-apptainer).
 
     Variables of the caller that would change how MPI or the runtimes behave are removed.
     """
@@ -75,7 +75,7 @@ def base_env(slurm_cluster: slurm.Cluster) -> Dict[str, str]:
            if not k.startswith(("APPTAINER", "SINGULARITY", "SLURM_", "PMI_", "PMIX_",
                                 "OMPI_", "I_MPI_", "MPIR_", "HPCRUN_", "UCX_"))}
     env["SLURM_CONF"] = str(slurm_cluster.conf)
-    env["PATH"] = f"{STANDIN_DIR}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["PATH"] = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     env["USER"] = env.get("USER") or "root"
     env.pop("LD_LIBRARY_PATH", None)
     return env

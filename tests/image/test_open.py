@@ -446,6 +446,32 @@ def test_parse_env_script_evaluates_emptiness_tests(before: dict, after: str) ->
     assert parse_env_script(APPTAINER_99_BASE, dict(before))["LD_LIBRARY_PATH"] == after
 
 
+# The shape of what `apptainer build` (1.4) writes as /.singularity.d/env/99-runtimevars.sh
+# and 95-apps.sh: tests of `${X:-}` guard PATH replacements that apply only when the user
+# asked for them at run time.
+APPTAINER_RUNTIME_VARS = """if [ -n "${SING_USER_DEFINED_PREPEND_PATH:-}" ]; then
+	PATH="${SING_USER_DEFINED_PREPEND_PATH}:${PATH}"
+fi
+if [ -n "${SING_USER_DEFINED_PATH:-}" ]; then
+	PATH="${SING_USER_DEFINED_PATH}"
+fi
+if test -n "${SINGULARITY_APPNAME:-}"; then
+    if test -d "/scif/apps/${SINGULARITY_APPNAME:-}/"; then
+        SCIF_APPS="/scif/apps"
+    fi
+fi
+export PATH
+"""
+
+
+def test_parse_env_script_tests_with_an_empty_default() -> None:
+    """Unset runtime variables: no branch applies and PATH keeps its value."""
+    env = parse_env_script(APPTAINER_RUNTIME_VARS, {"PATH": "/usr/bin:/bin"})
+    assert env == {"PATH": "/usr/bin:/bin"}
+    env = parse_env_script(APPTAINER_RUNTIME_VARS, {"PATH": "/bin", "SING_USER_DEFINED_PATH": "/x"})
+    assert env["PATH"] == "/x"
+
+
 def test_parse_env_script_reads_only_the_first_branch_of_other_conditions() -> None:
     text = "if grep -q x /etc/y; then\n  A=1\nelif true; then\n  A=2\nelse\n  A=3\nfi\nB=4\n"
     assert parse_env_script(text) == {"A": "1", "B": "4"}

@@ -13,7 +13,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional, Tuple
 
-FACTS_VERSION = 1
+# 2: the image environment evaluates `[ -n "${X:-}" ]` tests (Apptainer's own env scripts);
+# facts cached by version 1 may hold a wrong PATH.
+FACTS_VERSION = 2
 
 
 @record

@@ -617,17 +617,20 @@ def _shell_word(text: str, env: Dict[str, str]) -> Tuple[str, int]:
     return "".join(out), i
 
 
-_TEST = (r'(?:\[|test)\s+(-[zn])\s+"?\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?"?'
+# `[ -z "$X" ]`, `test -n "${X}"`, `[ -n "${X:-}" ]` (an empty default: the form Apptainer's
+# own 95-apps.sh and 99-runtimevars.sh use under `set -u` safety).
+_TEST = (r'(?:\[|test)\s+(-[zn])\s+"?\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-)?\}|([A-Za-z_][A-Za-z0-9_]*))"?'
          r"\s*\]?\s*;?\s*(?:then)?$")
 
 
 def _condition(text: str, env: Dict[str, str]) -> Optional[bool]:
-    """``[ -z "$X" ]`` / ``[ -n "$X" ]`` (or ``test``) evaluated against ``env``; None when
-    the condition is anything else."""
+    """``[ -z "$X" ]`` / ``[ -n "$X" ]`` (or ``test``, or ``${X}`` / ``${X:-}``) evaluated
+    against ``env`` (a variable no earlier line set counts as empty); None when the condition
+    is anything else."""
     m = _rx(_TEST).match(text.strip())
     if m is None:
         return None
-    empty = not env.get(m.group(2), "")
+    empty = not env.get(m.group(2) or m.group(3), "")
     return empty if m.group(1) == "-z" else not empty
 
 
