@@ -1,8 +1,11 @@
 """hpcrun end to end: ``hpcrun --site S [LAUNCHER ...] IMAGE CMD`` on a real Slurm, with real
-launchers, the Apptainer test stand-in and Charliecloud's ch-run, and real MPI libraries.
+launchers, real Apptainer 1.4 (``scripts/install-apptainer``) and Charliecloud's ch-run, and
+real MPI libraries.
 
 Every run asserts the communicator size and WHICH library served each rank: the version
-string and the path of the MPI library mapped into the rank.  hpcrun makes host libraries
+string, the path of the MPI library mapped into the rank, and that this file, stat'ed inside
+the rank, is the host's file (same device, inode and size: a bind mount keeps them; the
+image's own copy of the same library differs).  hpcrun makes host libraries
 visible under its private container prefix (``/.hpcrun``, profiles' ``container.prefix``),
 never over the image's own ``/usr/lib``: a path there means the image's MPI ran instead.
 The "host" is this machine; the container's MPI is the image's (Debian MPICH 4.0.2 or
@@ -26,12 +29,17 @@ from .support import Run, assert_ranks, parse_hello, run
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PREFIX = "/.hpcrun"
+HOST_MPICH = "/usr/lib/x86_64-linux-gnu/libmpich.so.12"
+HOST_OPENMPI = "/usr/lib/x86_64-linux-gnu/libmpi.so.40"
 MPICH4 = "MPICH Version: 4.0.2"
 OPENMPI4 = "Open MPI v4.1.4"
 OPENMPI_LAUNCH = ["mpirun.openmpi", "--allow-run-as-root", "--oversubscribe"]
 # Processes that may directly start a rank.
 LAUNCHER_PROCESSES = ("slurmstepd", "hydra_pmi_proxy", "orted", "prted", "mpiexec.hydra",
                       "mpirun.openmpi", "mpirun", "mpiexec")
+# Apptainer's own per-container process: the `starter` binary that set up the container
+# stays as the parent of the contained command (it names itself so in its command line).
+APPTAINER_STARTER = re.compile(r"^\d+ starter Apptainer runtime parent: ")
 
 
 def from_host(path: str) -> bool:
@@ -55,6 +63,13 @@ def served_from_host(runtime: str) -> Callable[[str], bool]:
     return from_host_via_mnt if runtime == "charliecloud" else from_host
 
 
+def wheel_lib(profile: Path, name: str) -> Path:
+    """The library ``name`` in the library directory a rendered wheel site profile names."""
+    match = re.search(r'^library_dirs = \["([^"]+)"\]', profile.read_text(), re.MULTILINE)
+    assert match, profile
+    return Path(match.group(1)) / name
+
+
 def hpcrun(env: Dict[str, str], cwd: Path, *args: str) -> Run:
     """Run ``hpcrun ARGS``."""
     return run(["hpcrun", *args], env, cwd, timeout=180)
@@ -67,7 +82,7 @@ def test_srun_apptainer_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str, s
     result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "srun", "-n", "2", image,
                     "python3", "hello.py")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, MPICH4, from_host)
+    assert_ranks(result.stdout, 2, MPICH4, from_host, host_file=HOST_MPICH)
 
 
 def test_srun_apptainer_host_mpich_c_app(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
@@ -75,7 +90,7 @@ def test_srun_apptainer_host_mpich_c_app(e2e_images: ImageSet, hpcrun_env: Dict[
     result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "srun", "-n", "2",
                     str(e2e_images.mpich.sif), "/usr/local/bin/hello")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, MPICH4, from_host)
+    assert_ranks(result.stdout, 2, MPICH4, from_host, host_file=HOST_MPICH)
 
 
 def test_srun_charliecloud_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
@@ -84,7 +99,7 @@ def test_srun_charliecloud_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str
                     "srun", "-n", "2", str(e2e_images.mpich.sandbox),
                     "python3", "/opt/hello/hello.py")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, MPICH4, from_host_via_mnt)
+    assert_ranks(result.stdout, 2, MPICH4, from_host_via_mnt, host_file=HOST_MPICH)
     # The stage hpcrun made in the user's cache: the layout under /.hpcrun as symlinks.
     stages = list((Path(hpcrun_env["XDG_CACHE_HOME"]) / "hpcrun" / "stage").iterdir())
     assert stages, result.describe()
@@ -103,7 +118,8 @@ def test_charliecloud_wheel_mpich_keeps_its_origin_layout(
                     "/usr/local/bin/hello")
     assert result.returncode == 0, result.describe()
     assert_ranks(result.stdout, 2, "MPICH Version: 5.0.2",
-                 lambda path: re.fullmatch(r"/mnt/[1-9][0-9]*/libmpi\.so\.12", path) is not None)
+                 lambda path: re.fullmatch(r"/mnt/[1-9][0-9]*/libmpi\.so\.12", path) is not None,
+                 host_file=str(wheel_lib(site_dir("wheel-mpich"), "libmpi.so.12")))
 
 
 @pytest.mark.parametrize("runtime", ["apptainer", "charliecloud"])
@@ -113,7 +129,7 @@ def test_mpiexec_hydra_host_mpich(e2e_images: ImageSet, hpcrun_env: Dict[str, st
     result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "--runtime", runtime,
                     "mpiexec.hydra", "-n", "2", str(image), "python3", "/opt/hello/hello.py")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, MPICH4, served_from_host(runtime))
+    assert_ranks(result.stdout, 2, MPICH4, served_from_host(runtime), host_file=HOST_MPICH)
 
 
 @pytest.mark.parametrize("launcher", [["srun", "-n", "2"], ["mpiexec.hydra", "-n", "2"]])
@@ -140,7 +156,7 @@ def test_host_openmpi(e2e_images: ImageSet, hpcrun_env: Dict[str, str], workdir:
     result = hpcrun(hpcrun_env, workdir, "--site", "debian-openmpi", *argv,
                     str(e2e_images.openmpi.sif), "python3", "hello.py")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, OPENMPI4, from_host)
+    assert_ranks(result.stdout, 2, OPENMPI4, from_host, host_file=HOST_OPENMPI)
 
 
 @pytest.mark.parametrize("app", [["python3", "hello.py"], ["/usr/local/bin/hello"]],
@@ -153,7 +169,8 @@ def test_newer_host_mpich_serves_older_container(e2e_images: ImageSet,
     result = hpcrun(hpcrun_env, workdir, "--site", str(site_dir("wheel-mpich")), "srun", "-n",
                     "2", str(e2e_images.mpich.sif), *app)
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, "MPICH Version: 5.0.2", from_host)
+    assert_ranks(result.stdout, 2, "MPICH Version: 5.0.2", from_host,
+                 host_file=str(wheel_lib(site_dir("wheel-mpich"), "libmpi.so.12")))
 
 
 @pytest.mark.parametrize("app", [["python3", "hello.py"], ["/usr/local/bin/hello"]],
@@ -166,7 +183,8 @@ def test_intel_mpi_host_serves_mpich_container(e2e_images: ImageSet,
     result = hpcrun(hpcrun_env, workdir, "--site", str(site_dir("wheel-impi")), "srun", "-n",
                     "2", str(e2e_images.mpich.sif), *app)
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, "Intel(R) MPI Library 2021.19", from_host)
+    assert_ranks(result.stdout, 2, "Intel(R) MPI Library 2021.19", from_host,
+                 host_file=str(wheel_lib(site_dir("wheel-impi"), "libmpi.so.12")))
 
 
 def test_wheel_hydra_launcher_with_intel_mpi(e2e_images: ImageSet,
@@ -178,7 +196,8 @@ def test_wheel_hydra_launcher_with_intel_mpi(e2e_images: ImageSet,
     result = hpcrun(hpcrun_env, workdir, "--site", str(site_dir("wheel-impi")), str(hydra),
                     "-n", "2", str(e2e_images.mpich.sif), "/usr/local/bin/hello")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, "Intel(R) MPI Library 2021.19", from_host)
+    assert_ranks(result.stdout, 2, "Intel(R) MPI Library 2021.19", from_host,
+                 host_file=str(wheel_lib(site_dir("wheel-impi"), "libmpi.so.12")))
 
 
 def _job_count(cluster: slurm.Cluster) -> int:
@@ -211,7 +230,7 @@ def test_dual_abi_mpi4py_in_openmpi_image_runs_on_mpich_host(
     result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "srun", "-n", "2",
                     str(e2e_images.openmpi.sif), "python3", "hello.py")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, MPICH4, from_host)
+    assert_ranks(result.stdout, 2, MPICH4, from_host, host_file=HOST_MPICH)
 
 
 @pytest.mark.parametrize("launcher", ["srun", "mpiexec.hydra"])
@@ -222,7 +241,7 @@ def test_cleanenv_ranks_still_wire_up(e2e_images: ImageSet, hpcrun_env: Dict[str
     result = hpcrun(env, workdir, "--site", "debian-mpich", "--cleanenv", launcher, "-n", "2",
                     str(e2e_images.mpich.sif), "python3", "/opt/hello/hello.py")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, MPICH4, from_host)
+    assert_ranks(result.stdout, 2, MPICH4, from_host, host_file=HOST_MPICH)
 
 
 def test_cleanenv_drops_other_variables(e2e_images: ImageSet, hpcrun_env: Dict[str, str],
@@ -250,11 +269,17 @@ def test_no_hpcrun_process_per_rank(e2e_images: ImageSet, hpcrun_env: Dict[str, 
     assert sorted(reports) == [0, 1], result.describe()
     for report in reports.values():
         assert report.parents, result.describe()
-        nearest = report.parents[0].split(" ", 2)
+        chain = list(report.parents)
+        if runtime == "apptainer":
+            # The runtime's own process, not hpcrun's: Apptainer's starter (a Go/C binary
+            # of the Apptainer install) stays as the parent of the contained command.
+            assert APPTAINER_STARTER.match(chain[0]), "\n".join(chain)
+            chain = chain[1:]
+        nearest = chain[0].split(" ", 2)
         assert nearest[1] in LAUNCHER_PROCESSES, (
-            f"rank {report.rank}'s parent is {report.parents[0]!r}, not the launcher:\n"
+            f"rank {report.rank}'s parent is {chain[0]!r}, not the launcher:\n"
             + "\n".join(report.parents))
-        for entry in report.parents[:1]:
+        for entry in report.parents[:len(report.parents) - len(chain) + 1]:
             assert "hpcrun" not in entry and "python" not in entry
 
 
@@ -262,12 +287,13 @@ def test_no_process_left_by_the_cleanenv_trampoline(e2e_images: ImageSet,
                                                     hpcrun_env: Dict[str, str],
                                                     workdir: Path) -> None:
     """Under --cleanenv a per-rank sh trampoline forwards the wire-up variables; it must
-    exec the runtime, leaving the launcher as each rank's parent."""
+    exec the runtime, leaving the launcher as the parent of each rank's runtime process
+    (Apptainer's starter, the rank's own parent)."""
     result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "--cleanenv", "srun", "-n",
                     "2", str(e2e_images.mpich.sif), "python3", "/opt/hello/hello.py",
                     "--parents")
     assert result.returncode == 0, result.describe()
-    reports = assert_ranks(result.stdout, 2, MPICH4, from_host)
+    reports = assert_ranks(result.stdout, 2, MPICH4, from_host, host_file=HOST_MPICH)
     for report in reports.values():
-        assert report.parents, result.describe()
-        assert report.parents[0].split(" ", 2)[1] == "slurmstepd", "\n".join(report.parents)
+        assert report.parents and APPTAINER_STARTER.match(report.parents[0]), result.describe()
+        assert report.parents[1].split(" ", 2)[1] == "slurmstepd", "\n".join(report.parents)

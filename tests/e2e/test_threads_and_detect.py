@@ -63,4 +63,5 @@ def test_detected_profile_runs_the_hello(e2e_images: ImageSet, hpcrun_env: Dict[
     result = run(["hpcrun", "--site", str(profile), *launcher, sif, "python3", "hello.py"],
                  hpcrun_env, workdir, timeout=240)
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, version, lambda path: path.startswith("/.hpcrun/"))
+    assert_ranks(result.stdout, 2, version, lambda path: path.startswith("/.hpcrun/"),
+                 host_file=mpi)
