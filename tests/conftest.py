@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from helpers import slurm
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 WHEELS = Path(os.environ.get("HPCRUN_TEST_WHEELS", str(Path.home() / ".cache/hpcrun-test-wheels")))
 # Pinned versions (as in .ci/pip-wheels.txt).
 WHEEL_VERSIONS = {
@@ -44,20 +43,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """``../shared`` beside the repository, or skip when it is absent."""
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} is absent: the real SIF test data lives there")
-    return SHARED
+def sif_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A corpus of real SIF files written by real Apptainer (``helpers.sif_corpus``), built
+    once per session: ``sif_data / "images" / NAME.sif``."""
+    from helpers.sif_corpus import build_corpus
 
-
-@pytest.fixture(scope="session")
-def sif_data(shared_dir: Path) -> Path:
-    """``../shared/data/sif`` (real SIF files written by the reference implementation)."""
-    path = shared_dir / "data" / "sif"
-    if not path.is_dir():
-        pytest.skip(f"{path} is absent")
-    return path
+    return build_corpus(tmp_path_factory.mktemp("sif-corpus") / "corpus")
 
 
 def _find_wheel(name: str) -> Path:

@@ -250,7 +250,7 @@ def test_encode_decode_round_trips_real_profiles_and_image_facts(sif_data: Path)
     for image in sorted((sif_data / "images").glob("*.sif")):
         try:
             facts = inspect_image(str(image), app=["python3"], use_cache=False)
-        except ImageError:  # some of the shared files have no file system to read
+        except ImageError:  # some of the corpus files have no file system to read
             continue
         data = json.loads(json.dumps(records.encode(facts)))
         assert records.decode(data, FACT_RECORDS) == facts

@@ -75,7 +75,8 @@ def assert_ranks(output: str, size: int, library: str, libmpi: Callable[[str], b
         assert report.size == size, output
         assert report.library.startswith(library), output
         assert libmpi(report.libmpi), f"rank {report.rank} mapped {report.libmpi}:\n{output}"
-        assert report.libmpi_file is not None, f"rank {report.rank} printed no libmpi-file:\n{output}"
+        assert report.libmpi_file is not None, (
+            f"rank {report.rank} printed no libmpi-file:\n{output}")
         same = report.libmpi_file == want
         assert same == is_host_file, (
             f"rank {report.rank} mapped {report.libmpi} (dev, inode, size {report.libmpi_file}); "

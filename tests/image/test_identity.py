@@ -16,8 +16,7 @@ from hpcrun.image.open import _quick_sif_identity, _sif_identity, image_identity
 
 
 def _sif_files(sif_data: Path) -> List[Path]:
-    return sorted(p for d in ("images", "images-apptainer-signed") if (sif_data / d).is_dir()
-                  for p in (sif_data / d).glob("*.sif"))
+    return sorted((sif_data / "images").glob("*.sif"))
 
 
 def _full(path: Path) -> str:

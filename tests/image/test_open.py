@@ -11,6 +11,7 @@ from typing import Dict
 
 import pytest
 
+from helpers.sif_corpus import HELLO
 from helpers.sifwriter import SifObject, partition, wrap_squashfs_as_sif, write_sif
 from hpcrun.errors import EncryptedImageError, ImageError
 from hpcrun.image import sif as S
@@ -124,23 +125,24 @@ def _check_metadata(opened: object) -> None:
 def test_real_sif_one_group(sif_data: Path) -> None:
     opened = open_image(str(sif_data / "images" / "one-group.sif"))
     assert opened.kind == "sif" and opened.sif is not None
-    assert opened.tree.read("/hello.txt") == b"Hello from Sylabs!\n"
+    assert opened.tree.read("/hello.txt") == HELLO
     assert opened.architecture == "i686"
-    assert opened.identity.startswith("sif:00000000-0000-0000-0000-000000000000:2@36864+4096:")
+    uuid = S.read_sif(str(sif_data / "images" / "one-group.sif")).header.uuid
+    assert opened.identity.startswith(f"sif:{uuid}:2@36864+4096:")
     assert opened.environment == () and opened.labels == ()
 
 
 def test_real_sif_two_groups_uses_the_primary_partition(sif_data: Path) -> None:
     opened = open_image(str(sif_data / "images" / "two-groups.sif"))
-    assert opened.tree.read("/hello.txt") == b"Hello from Sylabs!\n"
+    assert opened.tree.read("/hello.txt") == HELLO
     assert "2@36864+4096" in opened.identity and "3@" not in opened.identity
 
 
 def test_signed_images_open(sif_data: Path) -> None:
-    for folder in ("images", "images-apptainer-signed"):
-        for name in ("one-group-signed-pgp.sif", "two-groups-signed-dsse.sif"):
-            opened = open_image(str(sif_data / folder / name))
-            assert opened.tree.read("/hello.txt") == b"Hello from Sylabs!\n"
+    for name in ("one-group-signed-pgp.sif", "one-group-signed-dsse.sif",
+                 "two-groups-signed-pgp.sif", "two-groups-signed-dsse.sif"):
+            opened = open_image(str(sif_data / "images" / name))
+            assert opened.tree.read("/hello.txt") == HELLO
 
 
 def test_legacy_signed_images_have_dummy_partitions(sif_data: Path) -> None:
@@ -383,7 +385,7 @@ def test_uri_found_in_the_cache(
     assert find_cached_sif(uri, env) == str(target)
     opened = open_image(uri, environ=env)
     assert opened.source == uri and opened.path == str(target)
-    assert opened.tree.read("/hello.txt") == b"Hello from Sylabs!\n"
+    assert opened.tree.read("/hello.txt") == HELLO
 
 
 def test_default_cache_under_home(sif_data: Path, tmp_path: Path) -> None:

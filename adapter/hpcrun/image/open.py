@@ -619,8 +619,9 @@ def _shell_word(text: str, env: Dict[str, str]) -> Tuple[str, int]:
 
 # `[ -z "$X" ]`, `test -n "${X}"`, `[ -n "${X:-}" ]` (an empty default: the form Apptainer's
 # own 95-apps.sh and 99-runtimevars.sh use under `set -u` safety).
-_TEST = (r'(?:\[|test)\s+(-[zn])\s+"?\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-)?\}|([A-Za-z_][A-Za-z0-9_]*))"?'
-         r"\s*\]?\s*;?\s*(?:then)?$")
+_TEST = (r'(?:\[|test)\s+(-[zn])\s+"?'
+         r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-)?\}|([A-Za-z_][A-Za-z0-9_]*))"
+         r'"?\s*\]?\s*;?\s*(?:then)?$')
 
 
 def _condition(text: str, env: Dict[str, str]) -> Optional[bool]:
