@@ -42,8 +42,9 @@ under a launcher (``--join-ct`` from Hydra's ``MPI_LOCALNRANKS``), found with th
 
 Prints the tables, the hpcrun/bare ratios at 1 MiB (target >= 0.95), and writes
 ``bandwidth.csv`` (best per size), ``bandwidth-runs.csv`` (every run) and, when matplotlib
-is installed, ``bandwidth.png`` to ``--out`` (default ``benchmarks/out``).  The Apptainer
-runtime is the TEST STAND-IN in ``tests/standin`` (no Apptainer package exists here).
+is installed (``pip install -e .[bench]``), ``bandwidth.png`` to ``--out`` (default
+``benchmarks/out``).  ``--runtime apptainer`` (the default) runs real Apptainer 1.4 on a SIF
+file made by ``apptainer build`` (``scripts/install-apptainer`` installs it).
 """
 
 from __future__ import annotations
@@ -368,7 +369,7 @@ def main() -> int:
         sys.stderr.write("bench_bandwidth: run as root (containers need mount namespaces)\n")
         return 2
     tools = ["mpiexec.hydra", "mksquashfs", "mpicc.mpich"]
-    tools.append("ch-run" if args.runtime == "charliecloud" else "unshare")
+    tools.append("ch-run" if args.runtime == "charliecloud" else "apptainer")
     for tool in tools:
         if shutil.which(tool) is None:
             sys.stderr.write(f"bench_bandwidth: {tool} is not installed\n")
@@ -403,8 +404,7 @@ def main() -> int:
             )
         }
         base.pop("LD_LIBRARY_PATH", None)
-        path = f"{REPO / 'tests' / 'standin'}:{base.get('PATH', '/usr/bin:/bin')}"
-        base["PATH"] = path
+        base.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         base.setdefault("USER", "root")
         cmds = commands(image_path, args.runtime, osu_args, launcher, site, alias, base)
         print(f"launcher: {' '.join(launcher)}; example: {' '.join(osu_args)}")

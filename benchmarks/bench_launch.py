@@ -13,6 +13,7 @@ job, before the launcher (never per rank), so the added time should be flat in R
 Usage (as root, from the repository)::
 
     python3 benchmarks/bench_launch.py [--repeat N] [--ranks 1,2,8] [--runtime apptainer]
+        [--out DIR]
 
 Prints per R the median of each, and the added seconds (target <= 0.15 s, flat in R).  R=8
 oversubscribes a 2-core machine.  A third column runs the command hpcrun renders
@@ -22,8 +23,12 @@ mounts, environment).  hpcrun is called through the console script beside this i
 (not a pyenv shim) with byte-code caching on (``PYTHONDONTWRITEBYTECODE`` removed), as users
 run it.  A last column runs ``hpcrun --cleanenv``: the difference is the cost of the
 one-line POSIX sh trampoline that forwards the per-rank wire-up variables (plus the
-runtime's own --cleanenv handling).  The Apptainer runtime is the TEST STAND-IN of
-``tests/standin`` (no Apptainer package exists here).
+runtime's own --cleanenv handling).  ``--runtime apptainer`` (the default) runs real
+Apptainer 1.4 (``scripts/install-apptainer``) on a SIF file made by ``apptainer build``.
+
+Writes ``launch.csv`` (the medians) and, when matplotlib is installed
+(``pip install -e .[bench]``), ``launch.png`` (seconds per job against R, and the added
+time against the 0.15 s target) to ``--out`` (default ``benchmarks/out``).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -70,6 +75,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--ranks", default="1,2,8")
     parser.add_argument("--runtime", choices=("apptainer", "charliecloud"), default="apptainer")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.stderr.write("bench_launch: run as root (Slurm daemons, mount namespaces)\n")
@@ -92,7 +98,7 @@ def main() -> int:
                 if not k.startswith(("APPTAINER", "SINGULARITY", "HPCRUN_", "SLURM_"))
             }
             env["SLURM_CONF"] = str(cluster.conf)
-            env["PATH"] = f"{REPO / 'tests' / 'standin'}:{env.get('PATH', '/usr/bin:/bin')}"
+            env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
             env.setdefault("USER", "root")
             env.pop("LD_LIBRARY_PATH", None)
             img = str(image.sif if args.runtime == "apptainer" else image.sandbox)
@@ -154,7 +160,46 @@ def main() -> int:
         f"\nlargest added time {worst:.3f} s ({verdict} the target <= 0.15 s); "
         f"spread over R {spread:.3f} s"
     )
+    for written in write_outputs(rows, args.runtime, args.out):
+        print(f"wrote {written}")
     return 0
+
+
+def write_outputs(rows: List[Tuple[int, float, float, float, float, float]], runtime: str,
+                  out: Path) -> List[Path]:
+    """``launch.csv`` and, with matplotlib, ``launch.png`` in ``out``; the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / "launch.csv"
+    lines = ["ranks,plain_s,rendered_s,hpcrun_s,added_s,cleanenv_s,runtime"]
+    lines += [f"{r},{p:.4f},{d:.4f},{h:.4f},{a:.4f},{c:.4f},{runtime}"
+              for r, p, d, h, a, c in rows]
+    csv.write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install -e .[bench]), CSV only")
+        return [csv]
+    ranks = [row[0] for row in rows]
+    fig, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4))
+    for index, label in ((1, "srun ... " + runtime + " exec (plain)"),
+                         (2, "rendered command"), (3, "hpcrun"), (5, "hpcrun --cleanenv")):
+        left.plot(ranks, [row[index] for row in rows], marker="o", label=label)
+    left.set_xlabel("ranks (one node)")
+    left.set_ylabel("seconds per job (median)")
+    left.legend(fontsize="small")
+    right.plot(ranks, [row[4] for row in rows], marker="o", label="hpcrun - plain")
+    right.axhline(0.15, color="red", linestyle="--", label="target 0.15 s")
+    right.set_xlabel("ranks (one node)")
+    right.set_ylabel("seconds added per job")
+    right.legend(fontsize="small")
+    fig.suptitle(f"launch cost, runtime {runtime}")
+    fig.tight_layout()
+    png = out / "launch.png"
+    fig.savefig(png, dpi=100)
+    return [csv, png]
 
 
 if __name__ == "__main__":
