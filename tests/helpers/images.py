@@ -366,3 +366,34 @@ def build_image(workdir: Path, mpi: str, mpi4py_dir: Optional[Path]) -> BuiltIma
     sif = apptainer_build(sandbox, workdir / f"{mpi}.sif")
     return BuiltImage(mpi=mpi, sandbox=sandbox, squashfs=squashfs, sif=sif,
                      library=MPI_FLAVOURS[mpi]["library"], version=MPI_FLAVOURS[mpi]["version"])
+
+
+BUSYBOX_APPLETS = ("sh", "cat", "echo", "env", "ls", "mkdir", "touch", "grep", "sleep",
+                   "readlink", "stat", "true", "false", "id", "test")
+
+
+def build_busybox_root(root: Path) -> None:
+    """A tiny image root: static busybox as /bin/sh and friends, /etc files, env scripts.
+
+    Built in a fraction of a second.
+    """
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    if not os.path.exists(busybox):
+        raise ImageBuildError("busybox is not installed (Debian package busybox-static)")
+    root.mkdir(parents=True)
+    _skeleton(root)
+    shutil.copy2(busybox, root / "usr/bin/busybox")
+    for applet in BUSYBOX_APPLETS:
+        os.symlink("busybox", root / "usr/bin" / applet)
+    _write(root / "etc/image-marker", "hpcrun test image\n")
+    _environment_scripts(root, "mpich")
+
+
+def build_busybox_image(workdir: Path) -> BuiltImage:
+    """The busybox image as sandbox, squashfs and SIF (``mpi`` is "none")."""
+    sandbox = workdir / "busybox.sandbox"
+    build_busybox_root(sandbox)
+    squashfs = make_squashfs(sandbox, workdir / "busybox.sqfs")
+    sif = write_sif(squashfs, workdir / "busybox.sif")
+    return BuiltImage(mpi="none", sandbox=sandbox, squashfs=squashfs, sif=sif, library="",
+                     version="")
