@@ -21,6 +21,7 @@ from hpcrun.cli.main import EXIT_INCOMPATIBLE
 
 from .conftest import ImageSet, wheel_bindir
 from .support import Run, assert_ranks, parse_hello, run
+from .test_hpcrun import wheel_lib
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -151,7 +152,8 @@ def test_mpich_wheel_hydra_serves_the_wheel_mpich(e2e_images: ImageSet,
     result = hpcrun(hpcrun_env, workdir, "--site", str(site_dir("wheel-mpich")), str(hydra),
                     "-n", "2", str(e2e_images.mpich.sif), "/usr/local/bin/hello")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, "MPICH Version: 5.0.2", lambda p: p.startswith("/.hpcrun/"))
+    assert_ranks(result.stdout, 2, "MPICH Version: 5.0.2", lambda p: p.startswith("/.hpcrun/"),
+                 host_file=str(wheel_lib(site_dir("wheel-mpich"), "libmpi.so.12")))
 
 
 @pytest.mark.parametrize("launcher", ["mpich-wheel", "debian"])
