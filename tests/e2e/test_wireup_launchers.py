@@ -179,3 +179,19 @@ def test_srun_pmix_cannot_serve_the_mpich_wheel(e2e_images: ImageSet,
     assert_refused(result, "srun --mpi=pmix", "libmpi.so.12 reads PMI_FD and PMI_PORT",
                    hint="`srun --mpi=pmi2`")
     assert _jobs(slurm_cluster) == before, "a job was started: " + result.describe()
+
+
+def test_srun_plugin_this_slurm_does_not_offer(e2e_images: ImageSet,
+                                               hpcrun_env: Dict[str, str], workdir: Path,
+                                               slurm_cluster: slurm.Cluster) -> None:
+    """Checked against ``srun --mpi=list`` of the real Slurm (22.05 offers pmix_v4)."""
+    offered = run(["srun", "--mpi=list"], hpcrun_env, workdir)
+    if "pmix_v3" in offered.stdout + offered.stderr:
+        pytest.skip("this Slurm offers pmix_v3")
+    before = _jobs(slurm_cluster)
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-openmpi", "srun", "--mpi=pmix_v3",
+                    "-n", "2", str(e2e_images.openmpi.sif), "/usr/local/bin/hello")
+    error = assert_refused(result, "srun --mpi=pmix_v3", "srun --mpi=list",
+                           hint="`srun --mpi=pmix`")
+    assert "pmix_v4" in error and "pmi2" in error
+    assert _jobs(slurm_cluster) == before, "a job was started: " + result.describe()

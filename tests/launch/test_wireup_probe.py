@@ -98,6 +98,20 @@ def test_wheel_launchers_by_their_contents(mpi_wheel: Callable[[str], Path]) -> 
         "openmpi-prrte"
 
 
+def test_intel_mpi_2019_wheel(mpi_wheel: Callable[[str], Path]) -> None:
+    """impi 2019.4 keeps its tree under intellibs/: a mpirun script, a copied mpiexec."""
+    tree = mpi_wheel("impi")
+    found = sorted(tree.glob("**/intellibs"))
+    if not found:
+        pytest.skip(f"no intellibs/ in {tree}")
+    for program in ("mpirun", "mpiexec"):
+        (found[0] / "bin" / program).chmod(0o755)
+    assert probe.identify_launcher(str(found[0] / "bin/mpirun"), ENV).kind == "intel-mpirun"
+    assert probe.identify_launcher(str(found[0] / "bin/mpiexec"), ENV).kind == "hydra"
+    for lib in ("lib/release_mt/libmpi.so.12", "lib/libmpi.so.12"):
+        assert probe.pmi_clients([str(found[0] / lib)]).names() == ("pmi-wire",)
+
+
 def test_debian_libraries_speak_what_their_builds_offer() -> None:
     mpich = probe.pmi_clients([_need(f"{LIB}/libmpich.so.12")])
     assert mpich.names() == ("pmi-wire",)  # not PMIx: the Open MPI components beside it
