@@ -222,3 +222,51 @@ def test_plugin_slurm_does_not_offer() -> None:
 def test_unknown_launcher_or_library_is_said_not_refused() -> None:
     assert [d.code for d in _check("", ("pmi-wire",)).diagnostics] == [wireup.UNKNOWN]
     assert [d.code for d in _check("hydra", ()).diagnostics] == [wireup.UNKNOWN]
+
+
+# -- Cray's PMI (a stand-in: Cray PE cannot exist here) ----------------------------------------
+
+def _cc(args: list) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-nostdlib", *args], check=True)
+
+
+@pytest.fixture()
+def pmi_trees(tmp_path: Path) -> Dict[str, Path]:
+    """Two real (tiny, gcc-built) MPI libraries NEEDing libpmi.so.0 and libpmi2.so.0: one
+    where those resolve under a Cray PE path (/opt/cray/pe/pmi/default/lib, as on Setonix),
+    one where they are Slurm's.  Stand-ins for Cray MPICH and an MPI built --with-pmi."""
+    src = tmp_path / "x.c"
+    src.write_text("int pmi_probe_symbol(void) { return 0; }\n")
+    out: Dict[str, Path] = {}
+    for kind, pmidir in (("cray", tmp_path / "opt/cray/pe/pmi/default/lib"),
+                         ("slurm", tmp_path / "usr/lib/x86_64-linux-gnu/slurm")):
+        pmidir.mkdir(parents=True)
+        for soname in ("libpmi.so.0", "libpmi2.so.0"):
+            _cc(["-Wl,-soname," + soname, "-o", str(pmidir / soname), str(src)])
+        mpidir = tmp_path / kind / "lib"
+        mpidir.mkdir(parents=True)
+        _cc(["-Wl,-soname,libmpi.so.12", "-Wl,--no-as-needed", "-o",
+             str(mpidir / "libmpi.so.12"), str(src), str(pmidir / "libpmi.so.0"),
+             str(pmidir / "libpmi2.so.0")])
+        out[kind] = mpidir / "libmpi.so.12"
+        out[kind + "-pmi"] = pmidir
+    return out
+
+
+def test_cray_pmi_is_not_slurms(pmi_trees: Dict[str, Path]) -> None:
+    cray = probe.pmi_clients([str(pmi_trees["cray"])], [str(pmi_trees["cray-pmi"])])
+    assert cray.names() == ("cray-pmi",)
+    slurm_pmi = probe.pmi_clients([str(pmi_trees["slurm"])], [str(pmi_trees["slurm-pmi"])])
+    assert slurm_pmi.names() == ("slurm-pmi1", "slurm-pmi2")
+    # Setonix's profile default (srun --mpi=cray_shasta) wires Cray MPICH up
+    assert [d.code for d in _check("srun", ("cray-pmi",), "cray_shasta").diagnostics] == \
+        [wireup.WIRES_UP]
+    refused = _check("srun", ("cray-pmi",), "pmix").diagnostics
+    assert refused[0].hint == "launch with `srun --mpi=cray_shasta`"
+    assert [d.code for d in _check("srun", ("slurm-pmi2",), "pmi2").diagnostics] == \
+        [wireup.WIRES_UP]

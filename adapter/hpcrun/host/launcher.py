@@ -239,6 +239,26 @@ def _runpath_dirs(path: str, runpath: Sequence[str]) -> List[str]:
     return out
 
 
+def _resolve_in(name: str, dirs: Sequence[str], seen: Set[str]) -> str:
+    """The real path of library ``name`` in the first of ``dirs`` that holds it, or ""."""
+    for directory in dirs:
+        candidate = os.path.join(directory, name)
+        seen.add(candidate)
+        if os.path.exists(candidate):
+            return os.path.realpath(candidate)
+    return ""
+
+
+def _where_allowed(rule: Mapping[str, Any], where: str) -> bool:
+    """A rule's ``resolved`` / ``unless_resolved`` path globs against where the needed
+    library resolves ("" when it does not: only ``unless_resolved`` rules apply)."""
+    wanted = rule.get("resolved", ())
+    if wanted and not any(fnmatch.fnmatchcase(where, g) for g in wanted):
+        return False
+    return not any(where and fnmatch.fnmatchcase(where, g)
+                   for g in rule.get("unless_resolved", ()))
+
+
 def pmi_clients(libraries: Sequence[str], library_dirs: Sequence[str] = ()) -> PmiClients:
     """The interfaces the MPI libraries ``libraries`` (host paths) can wire up through.
 
@@ -300,10 +320,12 @@ def _pmi_clients(libraries: Sequence[str], library_dirs: Sequence[str], seen: Se
             defined = frozenset()
         wanted_strings = [s for rule in clients for s in rule.get("strings", ())]
         strings = set(_rodata_strings(real, wanted_strings)) if path in first else set()
+        dirs = [os.path.dirname(real), os.path.dirname(path),
+                *_runpath_dirs(real, info.runpath or info.rpath), *library_dirs]
         for rule in clients:
             for pattern in rule.get("needed", ()):
                 hit = next((n for n in info.needed if fnmatch.fnmatchcase(n, pattern)), "")
-                if hit:
+                if hit and _where_allowed(rule, _resolve_in(hit, dirs, seen)):
                     add(rule["interface"], f"{name} needs {hit}")
             for symbol in rule.get("defines", ()):
                 if symbol in defined:
@@ -311,8 +333,6 @@ def _pmi_clients(libraries: Sequence[str], library_dirs: Sequence[str], seen: Se
             wanted = rule.get("strings", ())
             if wanted and all(s in strings for s in wanted):
                 add(rule["interface"], f"{name} reads {' and '.join(wanted)}")
-        dirs = [os.path.dirname(real), os.path.dirname(path),
-                *_runpath_dirs(real, info.runpath or info.rpath), *library_dirs]
         owners = rules()["component_owners"]
         is_owner = any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(
             os.path.basename(real), p) for p in owners)
