@@ -17,7 +17,7 @@ from typing import Callable, Dict, List
 import pytest
 
 from helpers import slurm
-from hpcrun.cli.main import EXIT_INCOMPATIBLE
+from hpcrun.cli.main import EXIT_CONFIG, EXIT_INCOMPATIBLE
 
 from .conftest import ImageSet, wheel_bindir
 from .support import Run, assert_ranks, parse_hello, run
@@ -195,3 +195,40 @@ def test_srun_plugin_this_slurm_does_not_offer(e2e_images: ImageSet,
                            hint="`srun --mpi=pmix`")
     assert "pmix_v4" in error and "pmi2" in error
     assert _jobs(slurm_cluster) == before, "a job was started: " + result.describe()
+
+
+@pytest.mark.parametrize("launcher", ["hydra", "openmpi"])
+def test_mpmd_programs_each_run_in_the_container(e2e_images: ImageSet,
+                                                 hpcrun_env: Dict[str, str], workdir: Path,
+                                                 launcher: str) -> None:
+    """``mpiexec -n 1 IMAGE A : -n 1 IMAGE B``: every program is wrapped in the runtime and
+    all ranks share one world (size 2, both served by the host MPI)."""
+    if launcher == "hydra":
+        site, image, argv, version = "debian-mpich", e2e_images.mpich.sif, ["mpiexec.hydra"], \
+            "MPICH Version: 4.0.2"
+    else:
+        if not Path(ORTERUN).exists():
+            pytest.skip("Debian's openmpi-bin is not installed")
+        site, image, argv, version = "debian-openmpi", e2e_images.openmpi.sif, [
+            "mpirun.openmpi", "--allow-run-as-root", "--oversubscribe"], "Open MPI v4.1.4"
+    result = hpcrun(hpcrun_env, workdir, "--site", site, *argv, "-n", "1", str(image),
+                    "/usr/local/bin/hello", ":", "-n", "1", str(image), "/usr/local/bin/hello",
+                    "second")
+    assert result.returncode == 0, result.describe()
+    assert_ranks(result.stdout, 2, version, lambda p: p.startswith("/.hpcrun/"))
+
+
+def test_mpmd_programs_needing_different_setups_are_refused(e2e_images: ImageSet,
+                                                            hpcrun_env: Dict[str, str],
+                                                            workdir: Path) -> None:
+    """The C hello and mpi4py's need different host-library names in the container: one set
+    of runtime words cannot serve both (run for real, the mpi4py rank loaded the image's own
+    MPICH), so hpcrun refuses before launch."""
+    image = str(e2e_images.mpich.sif)
+    result = hpcrun(hpcrun_env, workdir, "--site", "debian-mpich", "mpiexec.hydra", "-n", "1",
+                    image, "/usr/local/bin/hello", ":", "-n", "1", image, "python3",
+                    "/opt/hello/hello.py")
+    assert result.returncode == EXIT_CONFIG, result.describe()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("hpcrun: error:")]
+    assert len(errors) == 1 and "MPMD program 2 (python3)" in errors[0], result.describe()
+    assert parse_hello(result.stdout) == {}, result.describe()

@@ -128,15 +128,32 @@ def test_no_image_found_keeps_the_unknown_option_error(images: Dict[str, Path]) 
     (["srun", "--brand-new", "--multi-prog", "IMG", "sh"], "srun --multi-prog"),
     (["mpiexec.hydra", "-configfile", "mpmd.txt", "IMG", "sh"], "mpiexec.hydra -configfile"),
     (["mpirun.openmpi", "--app", "appfile", "IMG", "sh"], "mpirun.openmpi --app"),
-    (["mpiexec.hydra", "-n", "1", "IMG", "a", ":", "-n", "1", "IMG", "b"], "MPMD"),
     (["mpiexec.hydra", "-n", "1", ":", "-n", "1", "IMG", "b"], "MPMD"),
+    (["srun", "-n", "1", "IMG", "a", ":", "-n", "1", "IMG", "b"], "heterogeneous"),
+    (["mpiexec.hydra", "-n", "1", "IMG", "a", ":", "-n", "1", "OTHER", "b"],
+     "MPMD program 2 runs from"),
+    (["mpiexec.hydra", "-n", "1", "IMG", "a", ":", "-n", "1"], "MPMD program 2 names no image"),
+    (["mpiexec.hydra", "-n", "1", "IMG", "a", ":", "-n", "1", "IMG"], "nothing to run"),
+    (["mpiexec.hydra", "-n", "1", "IMG", "a", ":", "-configfile", "f", "IMG", "b"],
+     "-configfile"),
 ])
 def test_mpmd_forms_are_refused(images: Dict[str, Path], words: list, needle: str) -> None:
-    words = [str(images["sif"]) if w == "IMG" else w for w in words]
+    other = {"IMG": str(images["sif"]), "OTHER": str(images["squashfs"])}
+    words = [other.get(w, w) for w in words]
     with pytest.raises(UsageError) as caught:
         split_command_line(words)
     assert needle in caught.value.message
-    assert "hpcrun wraps one program" in caught.value.hint
+    assert "hpcrun wraps MPMD programs written as" in caught.value.hint
+
+
+@pytest.mark.parametrize("launcher", ["mpiexec.hydra", "mpirun.openmpi"])
+def test_mpmd_programs_of_one_image_are_split(images: Dict[str, Path], launcher: str) -> None:
+    image = str(images["sif"])
+    local = ("-env", "X", "1") if launcher == "mpiexec.hydra" else ("-x", "X=1")
+    line = split_command_line([launcher, "-n", "2", image, "a", "1", ":", "-n", "1", *local,
+                               image, "b", ":", "-n", "3", image, "c"])
+    assert line.launcher == (launcher, "-n", "2") and line.command == ("a", "1")
+    assert line.mpmd == ((("-n", "1", *local), ("b",)), (("-n", "3"), ("c",)))
 
 
 def test_multi_prog_never_reaches_srun(images: Dict[str, Path], tmp_path: Path) -> None:

@@ -352,20 +352,48 @@ def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Pla
     request = Request(launcher=line.launcher, image=line.image, command=line.command,
                       site=opts.site, runtime=opts.runtime, gpu=opts.gpu, threads=opts.threads,
                       abi_policy=opts.abi_policy, cleanenv=opts.cleanenv, force=opts.force,
-                      no_check=opts.no_check, user_env=tuple(opts.env))
+                      no_check=opts.no_check, user_env=tuple(opts.env), mpmd=line.mpmd)
     host = _host_facts(runtime, environ)
-    image: Optional[ImageFacts] = None
-    notes: List[Contribution] = []
-    if not opts.no_check:
-        image, notes = _inspect_or_note(line.image, line.command, environ)
-    decided = contributions(profile, request, host, image, environ) + notes
     slots = None
     if runtime.kind == "charliecloud":
         from hpcrun.launch.stage import free_mount_points
 
         slots = free_mount_points(line.image)
-    return build_plan(profile, request, host, image, decided, survey_host_paths(profile),
-                      environ=environ, mount_slots=slots)
+
+    def plan_for(request: Request) -> Plan:
+        image: Optional[ImageFacts] = None
+        notes: List[Contribution] = []
+        if not opts.no_check:
+            image, notes = _inspect_or_note(request.image, request.command, environ)
+        decided = contributions(profile, request, host, image, environ) + notes
+        return build_plan(profile, request, host, image, decided, survey_host_paths(profile),
+                          environ=environ, mount_slots=slots)
+
+    plan = plan_for(request)
+    # MPMD: every program gets the first one's runtime words, so each must need exactly them
+    first = plan_for(records.replace(request, mpmd=())) if request.mpmd else plan
+    for number, (_options, command) in enumerate(request.mpmd, 2):
+        alone = plan_for(records.replace(request, command=command, mpmd=()))
+        if _container_setup(alone) != _container_setup(first):
+            from hpcrun.plan.model import ERROR, Diagnostic
+
+            differs = Diagnostic(
+                ERROR, "mpmd-programs-differ", f"MPMD program {number} ({command[0]}) needs "
+                f"other container settings than the first ({request.command[0]}): one set of "
+                "runtime options cannot serve both", "run them as separate launches, or "
+                "compare `hpcrun --explain` of each program", source="command")
+            return records.replace(plan, diagnostics=(*plan.diagnostics, differs))
+        plan = records.replace(plan, diagnostics=(*plan.diagnostics, *(
+            d for d in alone.errors if d not in plan.diagnostics)))
+    return plan
+
+
+def _container_setup(plan: Plan) -> Tuple[object, ...]:
+    """What an MPMD program shares with the first: everything of the invocation but the
+    launcher's words and the program's own argv."""
+    inv = plan.invocation
+    runtime = inv.argv[len(plan.launcher):len(inv.argv) - len(plan.command)]
+    return runtime, inv.env_set, inv.env_unset
 
 
 def _host_facts(runtime: RuntimeInfo, environ: Mapping[str, str]) -> HostFacts:

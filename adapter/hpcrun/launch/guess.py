@@ -6,8 +6,10 @@ squashfs or ext3 file by its magic, a root file system directory, a registry URI
 asks for ``--image`` only when that word may be the unknown option's value and the next
 word is an image too.  :func:`check_mpmd`: launches whose programs come from a file
 (``srun --multi-prog``, Hydra's ``-configfile``, Open MPI's ``--app``) are refused, since
-hpcrun wraps one program and srun would read the container runtime as its configuration
-file.  Pure but for ``is_image``, which looks at the file system.
+srun would read the container runtime as its configuration file.  :func:`split_mpmd`:
+Hydra's and Open MPI's ``A : OPTIONS IMAGE B`` form, one image; each program is wrapped
+in the runtime (``hpcrun.render.runtimes``) once the CLI has checked that each needs the
+same container settings.  Pure but for ``is_image``, which looks at the file system.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from hpcrun.launch.launchers import (
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Optional, Sequence
+    from typing import Callable, List, Optional, Sequence, Tuple
 
 
 # Options with which the launcher reads its programs from a file (MPMD): the words after
@@ -82,3 +84,33 @@ def default_is_image(word: str) -> bool:
     from hpcrun.image.open import looks_like_image
 
     return looks_like_image(word)
+
+
+def split_mpmd(family: str, command: Sequence[str], image: str, launcher: str
+               ) -> Tuple[Tuple[str, ...], Tuple[Tuple[Tuple[str, ...], Tuple[str, ...]], ...]]:
+    """Split ``A... : OPTIONS IMAGE B... : ...`` (Hydra's and Open MPI's MPMD form, the
+    words after the first image) into the first command and the further programs, each as
+    (its launcher-local options, its command).  Every program must run from ``image``:
+    hpcrun checks and binds for one image per launch."""
+    parts: List[List[str]] = [[]]
+    for word in command:
+        if word == ":":
+            parts.append([])
+        else:
+            parts[-1].append(word)
+    further: List[Tuple[Tuple[str, ...], Tuple[str, ...]]] = []
+    for number, words in enumerate(parts[1:], 2):
+        options, at = parse_options(family, words, strict=True)
+        check_mpmd(family, options, launcher)
+        if at >= len(words):
+            raise UsageError(f"MPMD program {number} names no image after its {launcher} "
+                             "options", MPMD_HINT)
+        if words[at] != image:
+            raise UsageError(f"MPMD program {number} runs from {words[at]!r}, the first from "
+                             f"{image!r}: hpcrun checks and binds one image per launch",
+                             MPMD_HINT)
+        if at + 1 >= len(words):
+            raise UsageError(f"MPMD program {number}: nothing to run after the image "
+                             f"{image!r}", MPMD_HINT)
+        further.append((tuple(words[:at]), tuple(words[at + 1:])))
+    return tuple(parts[0]), tuple(further)

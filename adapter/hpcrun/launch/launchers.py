@@ -23,10 +23,11 @@ An option the tables do not know does not stop the launch when the image can be 
 without it: the first word that *is* a container image (an existing SIF, squashfs or ext3
 file, a root file system directory, or a registry URI; ``hpcrun.image.open.
 looks_like_image``) starts it.  Only when that word could be the unknown option's value and
-another image follows does hpcrun ask for ``--image``.  MPMD launches (``:`` between
-programs, ``srun --multi-prog FILE``, Hydra's ``-configfile``, Open MPI's ``--app``) are
-refused: hpcrun wraps one program, and srun would otherwise read the container runtime as
-its ``--multi-prog`` configuration file.
+the next word is an image too does hpcrun ask for ``--image``.  MPMD launches of Hydra and
+Open MPI (``A : OPTIONS IMAGE B``, one image) are split into ``CommandLine.mpmd``; the ones
+whose programs come from a file (``srun --multi-prog FILE``, Hydra's ``-configfile``, Open
+MPI's ``--app``) and srun's ``:`` are refused: srun would otherwise read the container
+runtime as its ``--multi-prog`` configuration file (:mod:`hpcrun.launch.guess`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class CommandLine:
     command: Tuple[str, ...]
     family: str = ""  # srun | hydra | openmpi | mpi, "" without launcher
     options: Tuple[LauncherOption, ...] = ()
+    # MPMD (Hydra / Open MPI ``A : B``): the further programs as (local options, command)
+    mpmd: Tuple[Tuple[Tuple[str, ...], Tuple[str, ...]], ...] = ()
 
 
 # --------------------------------------------------------------------------- tables
@@ -399,14 +402,15 @@ def parse_options(family: str, words: Sequence[str], strict: bool = True
     return tuple(options), i
 
 
-MPMD_HINT = ("hpcrun wraps one program per launch; for MPMD, print one program's runtime "
-              "command with `hpcrun --dry-run ...` and write the launcher's MPMD line or file "
-              "with it by hand")
+MPMD_HINT = ("hpcrun wraps MPMD programs written as `mpiexec -n 1 IMAGE A : -n 1 IMAGE B` "
+             "(one image); otherwise print one program's runtime command with `hpcrun "
+             "--dry-run ...` and write the launcher's MPMD line or file with it by hand")
 
 
 def _mpmd() -> UsageError:
-    return UsageError("MPMD launches (':' between programs) are not supported by hpcrun: "
-                      "only the first program would run in the container", MPMD_HINT)
+    return UsageError("':' here is not an MPMD launch hpcrun can wrap (srun's ':' separates "
+                      "heterogeneous job components; before the image no program is named)",
+                      MPMD_HINT)
 
 
 def split_command_line(words: Sequence[str], image: str = "", family: str = "",
@@ -462,12 +466,16 @@ def split_command_line(words: Sequence[str], image: str = "", family: str = "",
                 raise UsageError(f"no image after the {os.path.basename(words[0])} options",
                                  "usage: hpcrun [OPTIONS] LAUNCHER [OPTIONS] IMAGE COMMAND...")
             img, command = rest[at], rest[at + 1:]
-    if ":" in command:
-        raise _mpmd()
-    from hpcrun.launch.guess import check_mpmd
+    from hpcrun.launch.guess import check_mpmd, split_mpmd
 
-    check_mpmd(fam, options, os.path.basename(words[0]))
-    return CommandLine(launcher, img, _command(command, img), fam, options)
+    name = os.path.basename(words[0])
+    check_mpmd(fam, options, name)
+    mpmd: Tuple[Tuple[Tuple[str, ...], Tuple[str, ...]], ...] = ()
+    if ":" in command:
+        if fam == SRUN:
+            raise _mpmd()
+        command, mpmd = split_mpmd(fam, command, img, name)
+    return CommandLine(launcher, img, _command(command, img), fam, options, mpmd)
 
 
 def _command(command: Sequence[str], image: str) -> Tuple[str, ...]:

@@ -151,6 +151,9 @@ class Request:
     no_check: bool = False
     runtime_options: Tuple[str, ...] = ()  # extra options for the runtime's exec
     user_env: Tuple[Tuple[str, str], ...] = ()  # --env NAME=VALUE
+    # MPMD (`mpiexec -n 1 IMAGE A : -n 1 IMAGE B`): the programs after the first, each as
+    # (its launcher-local options, its command); all run from ``image``.
+    mpmd: Tuple[Tuple[Tuple[str, ...], Tuple[str, ...]], ...] = ()
 
 
 @record
@@ -172,6 +175,8 @@ class Plan:
     wrapper: Tuple[str, ...] = ()  # per-rank trampoline between launcher and runtime
     invocation: Invocation = field(default_factory=lambda: Invocation(argv=()))
     runtime_reason: str = ""  # why this runtime, and where its program was found
+    # the further programs of an MPMD launch (see Request.mpmd), each wrapped like the first
+    mpmd: Tuple[Tuple[Tuple[str, ...], Tuple[str, ...]], ...] = ()
 
     @property
     def errors(self) -> Tuple[Diagnostic, ...]:

@@ -389,4 +389,23 @@ def render_invocation(plan: Plan, environ: Mapping[str, str],
         forward = [word for name, _ in env_set for word in ("-x", name)]
         launcher[end:end] = forward
     argv = (*launcher, *plan.wrapper, *runtime_argv)
+    if plan.mpmd:
+        argv = (*argv, *_mpmd_contexts(plan, runtime_argv, diags))
     return Invocation(tuple(argv), tuple(env_set), tuple(env_unset), stage), tuple(diags)
+
+
+def _mpmd_contexts(plan: Plan, runtime_argv: Sequence[str], diags: List[Diagnostic]
+                   ) -> Tuple[str, ...]:
+    """``: OPTIONS [wrapper] RUNTIME... IMAGE COMMAND`` for each further MPMD program: the
+    same runtime words as the first program, its own command.  Charliecloud is refused
+    (its ranks of one node join one container, which MPMD programs cannot share)."""
+    cut = len(runtime_argv) - len(plan.command)
+    if plan.runtime == "charliecloud" or tuple(runtime_argv[cut:]) != tuple(plan.command):
+        diags.append(Diagnostic(ERROR, "mpmd-unsupported", f"MPMD launches are not supported "
+                                f"with {plan.runtime}", "use --runtime apptainer or "
+                                "singularity, or one program per launch", source="runtime"))
+        return ()
+    out: List[str] = []
+    for options, command in plan.mpmd:
+        out.extend((":", *options, *plan.wrapper, *runtime_argv[:cut], *command))
+    return tuple(out)
