@@ -176,3 +176,29 @@ def test_multi_prog_never_reaches_srun(images: Dict[str, Path], tmp_path: Path) 
     errors = [line for line in proc.stderr.splitlines() if line.startswith("hpcrun: error:")]
     assert len(errors) == 1 and "--multi-prog" in errors[0], proc.stderr
     assert not record.exists()
+
+
+def test_mpmd_plan_json_and_argv(images: Dict[str, Path], tmp_path: Path) -> None:
+    """The plan of an MPMD launch (through the CLI, --json): every program gets the same
+    runtime words; the JSON validates against the plan schema."""
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).resolve().parents[2] / "adapter" / "hpcrun" / "data"
+                         / "plan-schema.json").read_text())
+    image = str(images["sif"])
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "hpcrun", "--json", "--no-check", "--site",
+                           "debian-mpich", "--runtime", "apptainer", "mpiexec.hydra", "-n", "1",
+                           image, "a", ":", "-n", "2", image, "b", "c"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    jsonschema.validate(plan, schema)
+    assert plan["mpmd"] == [[["-n", "2"], ["b", "c"]]]
+    argv = plan["invocation"]["argv"]
+    at = argv.index(":")
+    first, second = argv[:at], argv[at + 1:]
+    runtime = first[first.index("apptainer"):-1]
+    assert first[-1] == "a" and runtime[-1] == image
+    assert second == ["-n", "2", *runtime, "b", "c"]

@@ -18,9 +18,12 @@ if TYPE_CHECKING:
 
 
 def plan_to_dict(plan: Plan) -> Dict[str, Any]:
-    """The plan as plain JSON-compatible data, ``version`` first."""
+    """The plan as plain JSON-compatible data, ``version`` first; ``mpmd`` only for an MPMD
+    launch (an optional key: plans of one program read as before)."""
     data: Dict[str, Any] = {"version": PLAN_VERSION}
     data.update(to_plain(plan))
+    if not data.get("mpmd"):
+        data.pop("mpmd", None)
     return data
 
 
