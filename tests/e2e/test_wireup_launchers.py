@@ -206,16 +206,19 @@ def test_mpmd_programs_each_run_in_the_container(e2e_images: ImageSet,
     if launcher == "hydra":
         site, image, argv, version = "debian-mpich", e2e_images.mpich.sif, ["mpiexec.hydra"], \
             "MPICH Version: 4.0.2"
+        host_file = "/usr/lib/x86_64-linux-gnu/libmpich.so.12"
     else:
         if not Path(ORTERUN).exists():
             pytest.skip("Debian's openmpi-bin is not installed")
         site, image, argv, version = "debian-openmpi", e2e_images.openmpi.sif, [
             "mpirun.openmpi", "--allow-run-as-root", "--oversubscribe"], "Open MPI v4.1.4"
+        host_file = "/usr/lib/x86_64-linux-gnu/libmpi.so.40"
     result = hpcrun(hpcrun_env, workdir, "--site", site, *argv, "-n", "1", str(image),
                     "/usr/local/bin/hello", ":", "-n", "1", str(image), "/usr/local/bin/hello",
                     "second")
     assert result.returncode == 0, result.describe()
-    assert_ranks(result.stdout, 2, version, lambda p: p.startswith("/.hpcrun/"))
+    assert_ranks(result.stdout, 2, version, lambda p: p.startswith("/.hpcrun/"),
+                 host_file=host_file)
 
 
 def test_mpmd_programs_needing_different_setups_are_refused(e2e_images: ImageSet,
