@@ -27,7 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, List, Optional
 
-SUBCOMMANDS = ("site", "inspect", "check", "env", "module")
+SUBCOMMANDS = ("site", "inspect", "check", "env", "module", "recipe", "job")
 # Set by the shell completion scripts typer writes (``hpcrun --install-completion SHELL``).
 COMPLETE_VAR = "_HPCRUN_COMPLETE"
 

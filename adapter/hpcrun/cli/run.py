@@ -42,6 +42,8 @@ Run COMMAND from the container IMAGE with the host's MPI (the bind model).
 
 options (before the launcher):
   --site S              site profile name or file (default: $HPCRUN_SITE)
+  --job FILE            the project's job file (default: ./hpcrun.toml when present)
+  --no-job              ignore ./hpcrun.toml
   --runtime R           apptainer | singularity | charliecloud
   --image PATH          the image, when hpcrun cannot tell where it starts
   --gpu nvidia|rocm     enable the GPU runtime flag;  --no-gpu  disable it
@@ -58,7 +60,7 @@ options (before the launcher):
   --help                this help
 
 environment:
-  HPCRUN_SITE           the default site profile (--site)
+  HPCRUN_SITE           the default site profile (--site); a job file's wins
   HPCRUN_STAGE_DIR      Charliecloud: where hpcrun's stage directories go
                         (default ~/.cache/hpcrun/stage); seen by compute nodes
 
@@ -67,12 +69,15 @@ installed of apptainer, singularity, ch-run.  A runtime that is not installed
 is an error, in a dry run too.  --dry-run, --explain and --json name the
 runtime chosen and why.
 
-commands: hpcrun help site|inspect|check|env|module.  Version: hpcrun -V.
+settings: site profile < job file (./hpcrun.toml or --job) < command line.
+
+commands: hpcrun help site|inspect|check|env|module|recipe|job.  Version: hpcrun -V.
 """
 
-_VALUE = ("--site", "--runtime", "--image", "--gpu", "--threads", "--abi-policy", "--env")
+_VALUE = ("--site", "--runtime", "--image", "--gpu", "--threads", "--abi-policy", "--env",
+          "--job")
 _FLAGS = ("--no-gpu", "--cleanenv", "--force", "--no-check", "--dry-run", "--explain",
-          "--json", "--debug", "--help", "-h")
+          "--json", "--debug", "--help", "-h", "--no-job")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -84,13 +89,14 @@ class Options:
     """
 
     _FIELDS = ("site", "runtime", "image", "gpu", "threads", "abi_policy", "cleanenv", "force",
-               "no_check", "dry_run", "explain", "json", "help", "env")
+               "no_check", "dry_run", "explain", "json", "help", "env", "job", "no_job")
 
     def __init__(self, site: str = "", runtime: str = "", image: str = "", gpu: str = "",
                  threads: str = "", abi_policy: str = "", cleanenv: bool = False,
                  force: bool = False, no_check: bool = False, dry_run: bool = False,
                  explain: bool = False, json: bool = False, help: bool = False,
-                 env: Optional[List[Tuple[str, str]]] = None) -> None:
+                 env: Optional[List[Tuple[str, str]]] = None, job: str = "",
+                 no_job: bool = False) -> None:
         self.site = site
         self.runtime = runtime
         self.image = image
@@ -105,6 +111,8 @@ class Options:
         self.json = json
         self.help = help
         self.env: List[Tuple[str, str]] = [] if env is None else env
+        self.job = job
+        self.no_job = no_job
 
     def _values(self) -> Tuple[object, ...]:
         return tuple(getattr(self, name) for name in self._FIELDS)
@@ -141,7 +149,7 @@ def _check_value(option: str, value: str) -> None:
         if not sep or not _NAME.match(name):
             raise UsageError(f"--env {value!r}: expected NAME=VALUE with a valid variable name",
                              "e.g. --env OMP_PROC_BIND=close")
-    if option in ("--site", "--image") and not value:
+    if option in ("--site", "--image", "--job") and not value:
         raise UsageError(f"{option} needs a non-empty value")
 
 
@@ -327,6 +335,41 @@ def launcher_check(profile: Profile, request: Request, environ: Mapping[str, str
     return check(rules(), info, clients, label, slurm, find_alternatives(names, environ))
 
 
+def apply_job(opts: Options, environ: Mapping[str, str], cwd: str = ""
+              ) -> Tuple[Options, Any, Tuple[Any, ...]]:
+    """The options with the job file's settings filled in where the command line gave none
+    (site < job file < command line), the job (None without one) and where each setting
+    came from (for --explain/--json; empty without a job file).  Imports the job file
+    module only when a job file is used."""
+    if opts.no_job and opts.job:
+        raise UsageError("--job and --no-job contradict each other", "give one of them")
+    explicit = opts.job
+    if not explicit and not opts.no_job:
+        here = cwd or os.getcwd()
+        if not os.path.isfile(os.path.join(here, "hpcrun.toml")):
+            return opts, None, ()
+    from hpcrun.plan.model import Setting
+    from hpcrun.profiles.job import find_job_file, job_image, load_job, setting_origins
+
+    path = find_job_file(explicit, cwd or os.getcwd(), opts.no_job)
+    if not path:
+        return opts, None, ()
+    job = load_job(path)
+    given = {name: getattr(opts, name) for name in ("site", "image", "runtime", "gpu",
+                                                     "threads", "abi_policy", "cleanenv")}
+    origins = setting_origins(job, given, environ.get("HPCRUN_SITE", ""))
+    merged = Options(**{name: getattr(opts, name) for name in Options._FIELDS})
+    merged.env = list(opts.env)
+    merged.site = opts.site or job.site
+    merged.image = opts.image or job_image(job)
+    merged.runtime = opts.runtime or job.runtime
+    merged.gpu = opts.gpu or job.gpu
+    merged.threads = opts.threads or job.threads
+    merged.abi_policy = opts.abi_policy or job.abi_policy
+    merged.cleanenv = opts.cleanenv or job.cleanenv
+    return merged, job, tuple(Setting(n, v, o) for n, v, o in origins)
+
+
 def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Plan:
     """Everything up to the plan: profile, runtime, command line, facts, decisions."""
     from hpcrun.launch.launchers import split_command_line
@@ -334,7 +377,12 @@ def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Pla
     from hpcrun.plan.build import build_plan
     from hpcrun.plan.hostpaths import survey_host_paths
 
+    opts, job, settings = apply_job(opts, environ)
     profile = load_profile(opts.site, environ)
+    if job is not None:
+        from hpcrun.profiles.job import layered_profile
+
+        profile = layered_profile(profile, job)
     mpi_family = profile.mpi.family if profile.mpi is not None else ""
     try:
         line = split_command_line(rest, image=opts.image, environ=environ,
@@ -382,10 +430,11 @@ def make_plan(opts: Options, rest: List[str], environ: Mapping[str, str]) -> Pla
                 f"other container settings than the first ({request.command[0]}): one set of "
                 "runtime options cannot serve both", "run them as separate launches, or "
                 "compare `hpcrun --explain` of each program", source="command")
-            return records.replace(plan, diagnostics=(*plan.diagnostics, differs))
+            return records.replace(plan, diagnostics=(*plan.diagnostics, differs),
+                                   settings=settings)
         plan = records.replace(plan, diagnostics=(*plan.diagnostics, *(
             d for d in alone.errors if d not in plan.diagnostics)))
-    return plan
+    return records.replace(plan, settings=settings) if settings else plan
 
 
 def _container_setup(plan: Plan) -> Tuple[object, ...]:

@@ -335,6 +335,24 @@ def profile_from_dict(data: Mapping[str, Any], file: str = "<string>", text: str
     return records.replace(profile, source=file)
 
 
+def build_record(cls: type, data: Mapping[str, Any], file: str, text: str) -> Any:
+    """Any record of the TOML formats (site profile, job file) from parsed TOML, checked the
+    same way: unknown keys, types, allowed values, required keys; errors name ``file``, the
+    line found in ``text`` and the key path."""
+    return _build(cls, data, "", _Context(file, text))
+
+
+def located_error(file: str, text: str, key: str, message: str, hint: str = "") -> ProfileError:
+    """A :class:`ProfileError` at ``key`` of a TOML file (``file:line: key: message``), for
+    checks made after loading."""
+    return _Context(file, text).error(key, message, hint)
+
+
+def parse_toml(text: str, file: str) -> Dict[str, Any]:
+    """The TOML document ``text`` as a dict (ProfileError with file:line:column)."""
+    return _parse(text, file)
+
+
 def loads_profile(text: str, file: str = "<string>") -> Profile:
     """Parse profile TOML text; ``file`` names it in error messages."""
     return profile_from_dict(_parse(text, file), file, text)

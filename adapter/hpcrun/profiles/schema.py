@@ -100,16 +100,18 @@ def _object_schema(cls: type, defs: Dict[str, Any]) -> Dict[str, Any]:
     return result
 
 
-def build_schema() -> Dict[str, Any]:
-    """The JSON Schema of a site profile, as a dict."""
+def build_schema(cls: type = Profile, title: str = "hpcrun site profile",
+                 version: int = SCHEMA_VERSION) -> Dict[str, Any]:
+    """The JSON Schema of a site profile (or of another TOML format's top record, such as
+    the job file's), as a dict."""
     defs: Dict[str, Any] = {}
-    top = _object_schema(Profile, defs)
-    top["properties"]["schema"] = {"const": SCHEMA_VERSION,
+    top = _object_schema(cls, defs)
+    top["properties"]["schema"] = {"const": version,
                                    **{k: v for k, v in top["properties"]["schema"].items()
                                       if k != "type"}}
     schema: Dict[str, Any] = {
         "$schema": DRAFT,
-        "title": "hpcrun site profile",
+        "title": title,
         **top,
         "$defs": dict(sorted(defs.items())),
     }
@@ -119,6 +121,14 @@ def build_schema() -> Dict[str, Any]:
 def schema_text() -> str:
     """The JSON Schema as the text of ``schema.json`` (stable: 2-space indent, newline)."""
     return json.dumps(build_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def job_schema_text() -> str:
+    """The JSON Schema of a job file (``hpcrun.toml``) as the text of ``job-schema.json``."""
+    from hpcrun.profiles.job import JOB_SCHEMA_VERSION, Job
+
+    schema = build_schema(Job, "hpcrun job file (hpcrun.toml)", JOB_SCHEMA_VERSION)
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
 def _sections() -> List[typing.Tuple[str, Any, bool]]:
@@ -192,13 +202,15 @@ def with_reference(document: str) -> str:
 def sync(repo: Path) -> List[Path]:
     """Rewrite the generated files of a source checkout; returns the files that changed.
 
-    ``site-profiles/schema.json``, ``adapter/hpcrun/data/profile-schema.json``, the
+    ``site-profiles/schema.json``, ``adapter/hpcrun/data/profile-schema.json``, the job
+    file's ``adapter/hpcrun/data/job-schema.json``, the
     packaged copies ``adapter/hpcrun/data/site-profiles/*.toml`` of ``site-profiles/*.toml``
     and the key reference in ``docs/site-profiles.md``.
     """
     changed = []
     targets = {repo / "site-profiles" / "schema.json": schema_text(),
-               repo / "adapter" / "hpcrun" / "data" / "profile-schema.json": schema_text()}
+               repo / "adapter" / "hpcrun" / "data" / "profile-schema.json": schema_text(),
+               repo / "adapter" / "hpcrun" / "data" / "job-schema.json": job_schema_text()}
     packaged = repo / "adapter" / "hpcrun" / "data" / "site-profiles"
     for source in sorted((repo / "site-profiles").glob("*.toml")):
         targets[packaged / source.name] = source.read_text(encoding="utf-8")

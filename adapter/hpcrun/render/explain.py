@@ -49,6 +49,13 @@ def explain_lines(plan: Plan, columns: int = 80) -> List[str]:
         if value:
             out.extend(wrap(value, columns, f"  {label:<8} ", field))
 
+    if plan.settings:  # with a job file: where each setting came from
+        out.append("")
+        out.append("Settings (site profile < job file < command line)")
+        for item in plan.settings:
+            out.extend(wrap(f"{item.name} = {item.value or '(unset)'}: {item.origin}", columns,
+                            "  ", "    "))
+
     groups = _bind_groups(plan)
     shared: Dict[str, int] = {}
     for bind, _ in groups:
