@@ -128,6 +128,10 @@ def job_schema_text() -> str:
     from hpcrun.profiles.job import JOB_SCHEMA_VERSION, Job
 
     schema = build_schema(Job, "hpcrun job file (hpcrun.toml)", JOB_SCHEMA_VERSION)
+    threads = schema["properties"]["threads"]
+    threads.pop("type", None)  # a number (threads = 4) or a string ("4", "auto", "off")
+    threads["anyOf"] = [{"type": "integer", "minimum": 1},
+                        {"type": "string", "pattern": "^([1-9][0-9]*|auto|off)?$"}]
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -24,6 +24,8 @@ MPI (:class:`~hpcrun.errors.ConfigError`).
 
 from __future__ import annotations
 
+import shlex
+
 from hpcrun.errors import ConfigError, ImageError, IncompatibleError, UsageError
 from hpcrun.image.facts import MpiLibrary
 from hpcrun.plan.model import ERROR, WARNING
@@ -234,8 +236,8 @@ def _render(req: HostRequirements, base: Base, layer: MpiLayer, options: RecipeO
     if user is not None:
         out += [f"{k}: {v}" for k, v in user.header]
     out.append("")
-    out += ["%arguments", "    # Extra pip options for this build only, e.g. a site proxy's CA "
-            "(--build-arg PIP_OPTIONS=\"--cert /path\")", "    PIP_OPTIONS="]
+    out += ["%arguments", "    # Build arguments (apptainer build --build-arg NAME=VALUE); "
+            "empty by default", "    PIP_CERT="]
     if user is not None and user.section("arguments"):
         out.append(user.section("arguments"))
     out.append("")
@@ -301,12 +303,14 @@ def _post(req: HostRequirements, base: Base, layer: MpiLayer, options: RecipeOpt
     out.append("    apt-get update")
     out += _comment_block(f"MPI: {layer.label}. Why: {layer.why}. Version: "
                           f"{layer.version_note}.", "    ")
-    tools = ["python3", "python3-dev", "python3-pip", "python3-setuptools", "python3-wheel",
-             "gcc", "libc6-dev", "ca-certificates"]
+    tools = ["python3", "python3-dev", "python3-pip", "gcc", "libc6-dev", "ca-certificates"]
     packages = list(layer.packages) + tools
     out.append("    apt-get install -y --no-install-recommends " + " ".join(packages))
-    pip = "python3 -m pip install --no-cache-dir " + " ".join(
-        list(base.pip_flags) + ["{{ PIP_OPTIONS }}"])
+    out += _comment_block("A CA for pip behind a proxy that re-signs TLS (--build-arg "
+                          "PIP_CERT=/path/ca.crt): set only when given; pip's isolated "
+                          "build of mpi4py inherits it.", "    ")
+    out.append('    if [ -n "{{ PIP_CERT }}" ]; then export PIP_CERT="{{ PIP_CERT }}"; fi')
+    pip = "python3 -m pip install --no-cache-dir " + " ".join(base.pip_flags)
     if layer.family == families.MPI_ABI:
         out += _comment_block("MPICH's wheel installs libmpi_abi.so.1, mpi_abi.h and mpicc_abi "
                               "under /usr/local; ldconfig lets the loader find them.", "    ")
@@ -316,20 +320,19 @@ def _post(req: HostRequirements, base: Base, layer: MpiLayer, options: RecipeOpt
         f"mpi4py {MPI4PY} built from source with {layer.mpicc}, so that its MPI module links "
         "the container's MPI, the library hpcrun replaces by the host's at run time "
         "(the distribution's python3-mpi4py is built against Open MPI; the PyPI wheel "
-        "links MPI by name and needs extra links). The distribution's setuptools builds it "
-        "(--no-build-isolation): only the source comes from PyPI.", "    ")
-    out.append(f"    MPICC={layer.mpicc} {pip} --no-build-isolation --no-binary=mpi4py "
-               f"mpi4py=={MPI4PY}")
+        "links MPI by name and needs extra links).", "    ")
+    out.append(f"    MPICC={layer.mpicc} {pip} --no-binary=mpi4py mpi4py=={MPI4PY}")
     if req.mount_points:
         out += _comment_block(
             "Where the plan binds host paths (hpcrun's private prefix "
             f"{req.prefix} and the site's binds): Apptainer cannot create missing bind "
             "destinations when its configuration disables overlay and underlay.", "    ")
-        dirs = [p.path for p in req.mount_points if p.kind == "dir"]
-        files = [p.path for p in req.mount_points if p.kind == "file"]
+        dirs = [shlex.quote(p.path) for p in req.mount_points if p.kind == "dir"]
         if dirs:
             out.append("    mkdir -p " + " ".join(dirs))
-        for path in files:
-            parent = path.rsplit("/", 1)[0] or "/"
-            out.append(f"    mkdir -p {parent} && touch {path}")
+        for point in (p for p in req.mount_points if p.kind == "file"):
+            out += _comment_block(f"{point.path} is a file the site binds ({point.reason}).",
+                                  "    ")
+            parent = point.path.rsplit("/", 1)[0] or "/"
+            out.append(f"    mkdir -p {shlex.quote(parent)} && touch {shlex.quote(point.path)}")
     return out

@@ -13,6 +13,8 @@ build's earlier stages have no place in one definition file).  Every problem is 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 
 from hpcrun.errors import UsageError
@@ -21,7 +23,7 @@ from hpcrun.records import record
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Tuple
+    from typing import Any, Dict, Iterator, List, Tuple
 
 DOCKER_INSTRUCTIONS = frozenset((
     "FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
@@ -96,20 +98,34 @@ def parse_dockerfile(text: str, source: str) -> UserRecipe:
         raise UsageError(f"{source}: spython found no base image in FROM",
                          "write FROM IMAGE:TAG")
     header = tuple((k, v) for k, v in header if k not in ("Bootstrap", "From", "Stage"))
+    # Apptainer labels are "KEY VALUE"; spython keeps Docker's KEY=VALUE
+    sections = tuple((name, "\n".join(_label(line) for line in body.splitlines()))
+                     if name == "labels" else (name, body) for name, body in sections)
     return UserRecipe(source=source, kind="dockerfile", base=base, header=header,
                       sections=sections, notes=notes)
 
 
+@contextlib.contextmanager
+def _quiet(log: io.StringIO) -> Iterator[None]:
+    """spython's logger writes to the streams it saw at import: point them at ``log``."""
+    from spython.logger import bot
+
+    saved = bot.errorStream, bot.outputStream
+    bot.errorStream = bot.outputStream = log
+    try:
+        with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+            yield
+    finally:
+        bot.errorStream, bot.outputStream = saved
+
+
 def _spython(text: str, source: str) -> Tuple[Any, Tuple[str, ...]]:
     """Run spython's DockerParser on ``text``; its log lines are returned, not printed."""
-    import contextlib
-    import io
-
     from spython.main.parse.parsers import DockerParser
 
     log = io.StringIO()
     try:
-        with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+        with _quiet(log):
             parser = DockerParser(filename=None, load=False)
             parser.filename = source
             parser.lines = [line + "\n" for line in text.splitlines()]
@@ -125,19 +141,23 @@ def _spython(text: str, source: str) -> Tuple[Any, Tuple[str, ...]]:
 
 
 def _converted(recipe: Dict[str, Any], source: str) -> str:
-    import contextlib
-    import io
-
     from spython.main.parse.writers import SingularityWriter
 
     log = io.StringIO()
     try:
-        with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+        with _quiet(log):
             return str(SingularityWriter(recipe).convert())
     except (SystemExit, Exception) as error:
         detail = _last_line(log.getvalue()) or type(error).__name__
         raise UsageError(f"{source}: spython cannot convert this Dockerfile: {detail}",
                          "a Dockerfile starts with FROM IMAGE") from None
+
+
+def _label(line: str) -> str:
+    key, sep, value = line.strip().partition("=")
+    if not sep or " " in key:
+        return line
+    return f"    {key} {value.strip().strip(chr(34))}"
 
 
 def _clean(line: str) -> str:
