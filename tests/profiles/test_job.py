@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -44,9 +44,10 @@ reason = "the project pins ranks"
 """
 
 
-def hpcrun(args: List[str], cwd: Path, env: Dict[str, str] = {}) -> subprocess.CompletedProcess:
+def hpcrun(args: List[str], cwd: Path, env: Optional[Dict[str, str]] = None
+           ) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "HPCRUN_SITE"}
-    environ.update(env)
+    environ.update(env or {})
     return subprocess.run([sys.executable, "-m", "hpcrun", *args], cwd=cwd, env=environ,
                           capture_output=True, text=True, timeout=120)
 

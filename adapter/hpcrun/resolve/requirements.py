@@ -37,7 +37,7 @@ from hpcrun.resolve.resolver import host_mpi, resolve
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Optional, Tuple
+    from typing import Callable, Dict, Optional, Tuple
 
     from hpcrun.elf.model import ElfInfo
 
