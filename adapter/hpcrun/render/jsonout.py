@@ -24,6 +24,8 @@ def plan_to_dict(plan: Plan) -> Dict[str, Any]:
     data.update(to_plain(plan))
     if not data.get("mpmd"):
         data.pop("mpmd", None)
+    if not data.get("settings"):  # only with a job file: plans without one are unchanged
+        data.pop("settings", None)
     return data
 
 
