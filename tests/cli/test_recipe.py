@@ -11,6 +11,8 @@ from typing import List
 
 import pytest
 
+from hpcrun.cli.main import EXIT_IMAGE, EXIT_INCOMPATIBLE, EXIT_USAGE
+
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/x86_64-linux-gnu/libmpich.so.12"),
                                 reason="Debian's MPICH (libmpich12) is not installed")
 
@@ -28,11 +30,11 @@ def test_recipe_to_file_and_stdout(tmp_path: Path) -> None:
     assert "From: debian:bookworm" in text and "libmpich-dev" in text
     assert hpcrun(["recipe", "--site", "debian-mpich"], tmp_path).stdout == text
     out = hpcrun(["recipe", "--site", "debian-mpich", "-o", "app.def"], tmp_path)
-    assert out.returncode == 2 and "exists" in out.stderr
+    assert out.returncode == EXIT_USAGE and "exists" in out.stderr
     # the host's Open MPI 4.1.4 needs GLIBC_2.36: Ubuntu 22.04 (2.35) is refused, 24.04 is
     # taken (its Open MPI 4.1.6 has the host's major.minor: policy full accepts it)
     out = hpcrun(["recipe", "--site", "debian-openmpi", "--base", "ubuntu:22.04"], tmp_path)
-    assert out.returncode == 5 and "glibc 2.35 is older than GLIBC_2.36" in out.stderr
+    assert out.returncode == EXIT_INCOMPATIBLE and "glibc 2.35 is older than GLIBC_2.36" in out.stderr
     out = hpcrun(["recipe", "--site", "debian-openmpi", "--base", "ubuntu:24.04"], tmp_path)
     assert out.returncode == 0 and "openmpi-bin libopenmpi-dev" in out.stdout
     assert "policy \"full\" accepts it: host Open MPI 4.1.4 against container Open MPI" \
@@ -47,15 +49,15 @@ def test_recipe_from_a_dockerfile(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("files,args,code,message", [
-    ({"Dockerfile": "RUN echo\n"}, ["--from", "Dockerfile"], 2,
+    ({"Dockerfile": "RUN echo\n"}, ["--from", "Dockerfile"], EXIT_USAGE,
      "Dockerfile:1: the first instruction is RUN, not FROM"),
-    ({}, ["--from", "Nope"], 2, "--from Nope: no such file"),
-    ({}, ["--base", "alpine:3.20"], 4, "base image 'alpine:3.20': hpcrun cannot judge it"),
-    ({"Dockerfile": "FROM fedora:40\n"}, ["--from", "Dockerfile"], 4,
+    ({}, ["--from", "Nope"], EXIT_USAGE, "--from Nope: no such file"),
+    ({}, ["--base", "alpine:3.20"], EXIT_IMAGE, "base image 'alpine:3.20': hpcrun cannot judge it"),
+    ({"Dockerfile": "FROM fedora:40\n"}, ["--from", "Dockerfile"], EXIT_IMAGE,
      "base image 'fedora:40': hpcrun cannot judge it"),
-    ({}, ["--base", "debian:bullseye"], 5, "base image debian:bullseye: its glibc 2.31"),
-    ({}, ["--abi", "mpi5"], 5, "ships no libmpi_abi.so.1"),
-    ({}, ["--bootstrap", "zypper"], 2, "--bootstrap 'zypper'"),
+    ({}, ["--base", "debian:bullseye"], EXIT_INCOMPATIBLE, "base image debian:bullseye: its glibc 2.31"),
+    ({}, ["--abi", "mpi5"], EXIT_INCOMPATIBLE, "ships no libmpi_abi.so.1"),
+    ({}, ["--bootstrap", "zypper"], EXIT_USAGE, "--bootstrap 'zypper'"),
 ])
 def test_bad_input_is_one_line_and_a_documented_exit_code(
         tmp_path: Path, files: dict, args: List[str], code: int, message: str) -> None:

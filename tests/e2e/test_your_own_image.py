@@ -25,6 +25,8 @@ from typing import Dict, List
 
 import pytest
 
+from hpcrun.cli.main import EXIT_INCOMPATIBLE
+
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "your-own-image.md"
 HOST_LIBMPICH = "/usr/lib/x86_64-linux-gnu/libmpich.so.12"
@@ -177,11 +179,11 @@ def test_wrong_mpi_family_is_refused(walkthrough: Dict[str, object]) -> None:
     check = subprocess.run(["hpcrun", "check", "--site", "debian-mpich", "app.sif", "--app",
                             "python3", "/opt/app/hello.py"], cwd=wrong, env=env,
                            capture_output=True, text=True, timeout=300)
-    assert check.returncode == 5, check.stdout + check.stderr
+    assert check.returncode == EXIT_INCOMPATIBLE, check.stdout + check.stderr
     assert "Open MPI" in check.stdout + check.stderr
     launch = subprocess.run(["hpcrun", "--site", "debian-mpich", "--runtime", "apptainer",
                              "mpiexec.hydra", "-n", "2", "app.sif", "python3",
                              "/opt/app/hello.py"], cwd=wrong, env=env, capture_output=True,
                             text=True, timeout=300)
-    assert launch.returncode == 5, launch.stdout + launch.stderr
+    assert launch.returncode == EXIT_INCOMPATIBLE, launch.stdout + launch.stderr
     assert "rank " not in launch.stdout  # the job did not start

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
+from hpcrun.cli.main import EXIT_CONFIG
 from hpcrun.cli.run import Options, apply_job, make_plan
 from hpcrun.errors import ConfigError, UsageError
 from hpcrun.profiles.job import Job, job_from_text, layered_profile, load_job
@@ -77,7 +78,6 @@ def test_errors_name_file_line_and_key(text: str, expected: str) -> None:
         job_from_text(text, "j.toml")
     assert caught.value.message.startswith(expected), caught.value.message
     assert "\n" not in caught.value.message
-    assert caught.value.exit_code == 3
 
 
 def test_layering_adds_binds_and_env_and_replaces_launcher_defaults() -> None:
@@ -155,11 +155,11 @@ def test_job_validate_offline(tmp_path: Path) -> None:
     assert "app.sif does not exist" in out.stderr  # a warning, not an error
     (tmp_path / "bad.toml").write_text('schema = 1\nsite = "nosuch"\n')
     out = hpcrun(["job", "validate", "bad.toml"], tmp_path)
-    assert out.returncode == 3
+    assert out.returncode == EXIT_CONFIG
     assert out.stderr.startswith("hpcrun: error: bad.toml:2: site: unknown site 'nosuch'")
     assert len(out.stderr.splitlines()) == 2  # one error line and one hint
     out = hpcrun(["--job", "missing.toml", "--dry-run", "x.sif", "true"], tmp_path)
-    assert out.returncode == 3 and "job file missing.toml does not exist" in out.stderr
+    assert out.returncode == EXIT_CONFIG and "job file missing.toml does not exist" in out.stderr
 
 
 def test_schema_is_published_beside_the_site_profile_schema() -> None:

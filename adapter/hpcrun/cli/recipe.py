@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from hpcrun.errors import UsageError
+from hpcrun.errors import OutputError, UsageError
 
 
 def read_user_recipe(path: Path) -> object:
@@ -78,8 +78,8 @@ def recipe_command(
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as error:
-        raise UsageError(f"cannot write {output}: {error.strerror}",
-                         "choose a writable path with -o") from None
+        raise OutputError(f"cannot write {output}: {error.strerror}",
+                          "choose a writable path with -o") from None
     sys.stderr.write(f"hpcrun: wrote {output} (build: apptainer build --fakeroot app.sif "
                      f"{output})\n")
     return 0
