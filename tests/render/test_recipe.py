@@ -58,7 +58,7 @@ def test_every_added_step_has_a_comment_saying_why() -> None:
     lines = post(text).splitlines()
     for index, line in enumerate(lines):
         stripped = line.strip()
-        if stripped.startswith(("apt-get install", "MPICC=", "mkdir", "if [")):
+        if stripped.startswith(("apt-get install", "CFLAGS=", "MPICC=", "mkdir", "if [")):
             before = [x.strip() for x in lines[:index] if x.strip()]
             assert before[-1].startswith("#"), line
 
@@ -156,6 +156,7 @@ def test_debootstrap_bootstrap_and_ubuntu_universe() -> None:
 def test_pip_ca_is_a_build_argument_empty_by_default() -> None:
     text = render_recipe(mpich_host(), RecipeOptions())
     assert "\n%arguments\n" in text and "\n    PIP_CERT=\n" in text
+    assert "\n    MPI4PY_CFLAGS=\n" in text and 'CFLAGS="{{ MPI4PY_CFLAGS }}" MPICC=' in text
     assert 'if [ -n "{{ PIP_CERT }}" ]; then export PIP_CERT="{{ PIP_CERT }}"; fi' in text
 
 
