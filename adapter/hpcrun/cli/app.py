@@ -57,6 +57,10 @@ SHORT_HELP = {
     "site validate": "Check a site profile (--offline: the file alone).",
     "site schema": "Print the JSON Schema of site profiles.",
     "site detect": "Write a site profile for this host.",
+    "recipe": "Write an Apptainer recipe the site's host MPI can serve.",
+    "job": "Check and describe per-project job files (hpcrun.toml).",
+    "job validate": "Check a job file offline.",
+    "job schema": "Print the JSON Schema of job files.",
 }
 
 

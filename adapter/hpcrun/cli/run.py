@@ -42,7 +42,7 @@ Run COMMAND from the container IMAGE with the host's MPI (the bind model).
 
 options (before the launcher):
   --site S              site profile name or file (default: $HPCRUN_SITE)
-  --job FILE            the project's job file (default: ./hpcrun.toml when present)
+  --job FILE            the project's job file (default: ./hpcrun.toml)
   --no-job              ignore ./hpcrun.toml
   --runtime R           apptainer | singularity | charliecloud
   --image PATH          the image, when hpcrun cannot tell where it starts
@@ -71,7 +71,8 @@ runtime chosen and why.
 
 settings: site profile < job file (./hpcrun.toml or --job) < command line.
 
-commands: hpcrun help site|inspect|check|env|module|recipe|job.  Version: hpcrun -V.
+commands: hpcrun help site|inspect|check|env|module|recipe|job.
+Version: hpcrun -V.
 """
 
 _VALUE = ("--site", "--runtime", "--image", "--gpu", "--threads", "--abi-policy", "--env",
