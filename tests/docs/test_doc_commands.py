@@ -56,6 +56,9 @@ def skip(why: str) -> Entry:
 ZEUS = ("zeus is Pawsey's cluster: its Intel MPI under /pawsey and the /usr/lib64 verbs/DAPL "
         "libraries are not on this machine (tests/render golden plans cover zeus's plan)")
 
+OWN_IMAGE = ("tests/e2e/test_your_own_image.py runs the page's commands in order, with the files "
+             "it shows, real Apptainer and the host's MPICH (the image build is cached)")
+
 ANNOTATIONS: Dict[str, Entry] = {
     # README.md
     "hpcrun --site zeus srun -n 2 app.sif python hello.py": skip(ZEUS),
@@ -131,6 +134,15 @@ ANNOTATIONS: Dict[str, Entry] = {
     "module use /apps/modulefiles; module load hpcrun/mycluster": run_as(
         "module use /apps/modulefiles; module load hpcrun/mycluster; "
         'test "$HPCRUN_SITE" = mycluster', "the same, and the site is then set"),
+    # docs/your-own-image.md: the page is a walk-through run whole, in order, by its own test
+    # (with a debootstrap image build of minutes, cached between runs)
+    "hpcrun recipe --site debian-mpich --from Dockerfile --bootstrap debootstrap -o app.def":
+        skip(OWN_IMAGE),
+    "apptainer build --fakeroot app.sif app.def": skip(OWN_IMAGE),
+    "hpcrun check --site debian-mpich app.sif --app python3 /opt/app/hello.py": skip(OWN_IMAGE),
+    "hpcrun job validate": skip(OWN_IMAGE),
+    "hpcrun --explain mpiexec.hydra python3 /opt/app/hello.py": skip(OWN_IMAGE),
+    "hpcrun mpiexec.hydra python3 /opt/app/hello.py": skip(OWN_IMAGE),
     "hpcrun --dry-run srun -n 2 app.sif python3 hello.py": run_as(
         "module use /apps/modulefiles; module load hpcrun/mycluster; "
         "hpcrun --dry-run srun -n 2 app.sif python3 hello.py",
