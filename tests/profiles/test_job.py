@@ -180,7 +180,7 @@ def test_schema_is_published_beside_the_site_profile_schema() -> None:
 
 def test_job_file_from_the_docs_is_valid(tmp_path: Path) -> None:
     text = (REPO / "docs/your-own-image.md").read_text()
-    body = text.split("cat > hpcrun.toml <<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    body = text.split("`hpcrun.toml`:\n\n```toml\n", 1)[1].split("```\n", 1)[0]
     job = job_from_text(body, "hpcrun.toml")
     assert job.site == "debian-mpich" and job.image == "app.sif"
     (tmp_path / "hpcrun.toml").write_text(body)
