@@ -185,12 +185,9 @@ class Plan:
     wrapper: Tuple[str, ...] = ()  # per-rank trampoline between launcher and runtime
     invocation: Invocation = field(default_factory=lambda: Invocation(argv=()))
     runtime_reason: str = ""  # why this runtime, and where its program was found
-<<<<<<< HEAD
     # the further programs of an MPMD launch (see Request.mpmd), each wrapped like the first
     mpmd: Tuple[Tuple[Tuple[str, ...], Tuple[str, ...]], ...] = ()
-=======
     settings: Tuple[Setting, ...] = ()  # where each setting came from (with a job file)
->>>>>>> 5b69a3b (recipe: hpcrun recipe (Apptainer definition for a site's host MPI), job files (hpcrun.toml, --job, job validate), settings origins in --explain)
 
     @property
     def errors(self) -> Tuple[Diagnostic, ...]:
