@@ -50,6 +50,16 @@ def test_list_shows_every_shipped_profile_and_shadowing(hpcrun_bin: str, tmp_pat
     assert "shadowed: Pawsey Zeus" in done.stdout
 
 
+def test_list_reads_well_at_80_columns_in_a_pipe(hpcrun_bin: str) -> None:
+    done = run(hpcrun_bin, "site", "list", env={"COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if len(line) > 80 and len(line.split()) > 1] == []
+    assert not any(ch in done.stdout for ch in "┃│━─")  # plain text, no table borders
+    for name in SHIPPED:
+        assert any(line.startswith(f"  {name}: ") for line in lines), name
+
+
 def test_show_json_is_the_profile(hpcrun_bin: str) -> None:
     done = run(hpcrun_bin, "site", "show", "setonix", "--json")
     assert done.returncode == 0, done.stderr

@@ -30,29 +30,21 @@ def _console() -> Any:
 def list_command() -> None:
     """List the site profiles on the search path ($HPCRUN_SITE_PATH, ~/.config/hpcrun/sites,
     /etc/hpcrun/sites, bundled)."""
-    from rich.markup import escape
-    from rich.table import Table
-
     from hpcrun.profiles.lookup import SITE_VAR, list_sites, search_dirs
+    from hpcrun.render.text import wrap, wrap_width
 
+    columns = wrap_width()
     entries = list_sites(os.environ)
-    table = Table(title="hpcrun site profiles", title_justify="left")
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("description")
-    table.add_column("source file", overflow="fold")
     default = os.environ.get(SITE_VAR, "")
+    lines = ["hpcrun site profiles (the first of a name wins; the others are shadowed)"]
     for entry in entries:
         name = entry.name + (" (default)" if entry.name == default and not entry.shadowed else "")
-        if entry.shadowed:
-            table.add_row(f"[dim]{escape(entry.name)}[/dim]",
-                          f"[dim]shadowed: {escape(entry.description)}[/dim]",
-                          f"[dim]{escape(str(entry.path))}[/dim]")
-        else:
-            table.add_row(escape(name), escape(entry.description), escape(str(entry.path)))
-    console = _console()
-    console.print(table)
+        description = ("shadowed: " if entry.shadowed else "") + entry.description
+        lines.extend(wrap(f"{name}: {description}", columns, "  ", "      "))
+        lines.extend(wrap(str(entry.path), columns, "      "))
     looked = ", ".join(str(d) for d, _ in search_dirs(os.environ))
-    console.print(f"[dim]search path: {escape(looked)}[/dim]")
+    lines.extend(wrap(f"search path: {looked}", columns, "", "  "))
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 @site_app.command("show")
