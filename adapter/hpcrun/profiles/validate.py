@@ -11,6 +11,7 @@ run time (verbs, libfabric, UCX) must exist and be visible in the container.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import platform
@@ -450,7 +451,7 @@ def deep_checks(profile: Profile, root: Path = Path("/"), machine: str = "") -> 
                          closure)
     visible = _Visibility.of(profile, root, roots)
     out += _verbs_providers(profile, root, closure, visible)
-    out += _module_dirs(root, closure, keys, visible)
+    out += _module_dirs(profile, root, closure, keys, visible)
     return out
 
 
@@ -665,11 +666,6 @@ def _mpi_identity(profile: Profile, root: Path, files: Sequence[Tuple[str, str]]
 
 VERBS_CONFIG = "/etc/libibverbs.d"
 MODULE_NAME = re.compile(r"\.so(\.\d+)*$")
-# (soname prefix of the library, directory beside it, what it holds, finding code)
-MODULE_DIRS = (
-    ("libfabric.so", "libfabric", "libfabric providers", "libfabric-providers-hidden"),
-    ("libucs.so", "ucx", "UCX modules", "ucx-modules-hidden"),
-)
 
 
 def _under(path: str, directory: str) -> bool:
@@ -831,35 +827,48 @@ def _module_files(root: Path, directory: str) -> Dict[str, List[str]]:
     return out
 
 
-def _module_dirs(root: Path, closure: Closure, keys: Dict[str, str],
+def _module_dirs(profile: Profile, root: Path, closure: Closure, keys: Dict[str, str],
                  visible: _Visibility) -> List[Diagnostic]:
-    """libfabric's and UCX's provider directories beside the libraries in the closure."""
-    from hpcrun.resolve.closure import resolve_host_path
+    """Provider directories of the libfabric, UCX and PMIx the closure loads (found as they
+    are at run time, :mod:`hpcrun.resolve.providers`) must be visible; listed modules of a
+    copy the MPI does not load are reported."""
+    from hpcrun.resolve.providers import PMIX, provider_dirs, unrelated_modules
 
     out: List[Diagnostic] = []
-    done = set()
-    for prefix, sub, what, code in MODULE_DIRS:
-        for lib in closure.libraries:
-            if not (lib.soname == prefix or lib.soname.startswith(prefix + ".")):
-                continue
-            for base in (posixpath.dirname(lib.path), posixpath.dirname(lib.real_path)):
-                directory = posixpath.join(base, sub)
-                real_dir, exists = resolve_host_path(root, directory)
-                if not exists or real_dir in done or not host_path(root, real_dir).is_dir():
-                    continue
-                done.add(real_dir)
-                directory = real_dir  # the canonical place, what a bind or glob should name
-                modules = _module_files(root, directory)
-                hidden = sorted(min(names, key=len) for real, names in modules.items()
-                                if not any(visible.shows(posixpath.join(directory, n), real,
-                                                         by_real=True) for n in names))
-                if not hidden:
-                    continue
-                listed = ", ".join(hidden[:6]) + (", ..." if len(hidden) > 6 else "")
-                out.append(_diag(WARNING, code, _chain_key(keys, lib.chain),
-                                 f"{directory} holds {len(hidden)} {what} ({listed}) that "
-                                 f"{lib.soname} ({lib.chain}) opens at run time, but the "
-                                 "profile does not make them visible",
-                                 f"add [[libraries]] path = \"{directory}/*.so*\" (kind = "
-                                 f"\"provider\"), or bind {directory}"))
+    fi_path = [d for e in profile.env if e.name == "FI_PROVIDER_PATH" and e.scope != "container"
+               for d in e.value.split(":") if d.startswith("/")]
+    for found in provider_dirs(closure.libraries, root, fi_path):
+        if found.kind == PMIX:
+            continue  # compiled-in directories, bound by the profile (not moved)
+        modules = _module_files(root, found.directory)
+        modules = {real: names for real, names in modules.items()
+                   if any(fnmatch.fnmatchcase(n, found.pattern) for n in names)}
+        hidden = sorted(min(names, key=len) for real, names in modules.items()
+                        if not any(visible.shows(posixpath.join(found.directory, n), real,
+                                                 by_real=True) for n in names))
+        if not hidden:
+            continue
+        code = {"ucx": "ucx-modules-hidden"}.get(found.kind, f"{found.kind}-providers-hidden")
+        listed = ", ".join(hidden[:6]) + (", ..." if len(hidden) > 6 else "")
+        out.append(_diag(WARNING, code, _chain_key(keys, found.chain),
+                         f"{found.directory} holds {len(hidden)} {found.what} ({listed}) that "
+                         f"{found.owner_soname} ({found.chain}) opens at run time, but the "
+                         "profile does not make them visible",
+                         f"add [[libraries]] path = \"{found.glob}\" (kind = "
+                         f"\"provider\"), or bind {found.directory}"))
+    listed_roots = [lib.path for lib in closure.libraries
+                    if _chain_key(keys, lib.chain).startswith("libraries[")]
+    for item in unrelated_modules(closure, listed_roots):
+        first = closure.find(item.paths[0])
+        key = _chain_key(keys, first.chain) if first is not None else "libraries"
+        loads = (f"it loads {posixpath.basename(item.loaded)} from "
+                 f"{posixpath.dirname(item.loaded)}" if item.loaded
+                 else f"it loads no {item.owner_stem}*")
+        out.append(_diag(WARNING, "provider-unrelated", key,
+                         f"{item.directory} holds {item.what} of the {item.owner_stem}* in "
+                         f"{posixpath.dirname(item.directory)}, which the host MPI never "
+                         f"loads ({loads}): they would not be used, and their own "
+                         "dependencies would enter the container",
+                         "remove them from [[libraries]]; `hpcrun site detect` lists the "
+                         "providers beside the libraries the MPI really loads"))
     return out

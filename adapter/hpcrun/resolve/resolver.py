@@ -562,6 +562,11 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
     for path in preload:
         origin[path] = "container.preload"
     closure = _closure(roots, root, reader, mpi.library_dirs)
+    if mpi_roots and include_libraries and profile.libraries:
+        kept = _drop_unrelated(profile, roots, closure, origin, diagnostics)
+        if kept != roots:
+            roots = kept
+            closure = _closure(roots, root, reader, mpi.library_dirs)
     preloaded: List[str] = []
     for companion in companions:
         if closure.find(companion) is None and \
@@ -631,8 +636,13 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
             for name in (*lib.names, lib.soname):
                 host_defs.setdefault(name, lib.info.version_defs)
         if image.version_defs:
+            optional = _optional_starts(profile, closure)
+            core = [item for item in loading if item.chain.split(" -> ")[0] not in optional]
             diagnostics.extend(verdict.check_symbol_versions(
-                loading, host_defs, image.version_defs, image.libc))
+                core, host_defs, image.version_defs, image.libc))
+            diagnostics.extend(verdict.optional_modules(verdict.check_symbol_versions(
+                [item for item in loading if item.chain.split(" -> ")[0] in optional],
+                host_defs, image.version_defs, image.libc)))
         elif loading:
             diagnostics.append(Diagnostic(
                 INFO, verdict.SYMBOLS_NOT_CHECKED,
@@ -656,6 +666,74 @@ def _bind_all(profile: Profile, mpi: HostMpi, mpi_roots: Sequence[str],
     return Contribution(binds=tuple(layout.binds), env=env, diagnostics=tuple(diagnostics),
                         library_path=(libdir,) if layout.binds else (), preload=preload_paths,
                         verdict=final)
+
+
+def _optional_starts(profile: Profile, closure: Closure) -> Set[str]:
+    """Chain heads of the run-time opened modules among the roots: UCX modules, libfabric
+    providers, PMIx plugins (in their plugin directories) and the profile's ``provider``
+    libraries.  Their owners skip a module that fails to load, so a module that cannot
+    load in the container costs its transport, not the job."""
+    from hpcrun.resolve.providers import module_owner_dir
+
+    patterns = [lib.path for lib in profile.libraries if lib.kind == "provider"]
+    out: Set[str] = set()
+    for lib in closure.libraries:
+        if lib.found_via != ROOT or not lib.needed_by:
+            continue
+        if module_owner_dir(lib.path)[0] is not None or any(
+                lib.path == p or (_is_glob(p) and fnmatch.fnmatchcase(lib.path, p))
+                for p in patterns):
+            out.add(lib.needed_by[0])
+    return out
+
+
+def _drop_unrelated(profile: Profile, roots: List[str], closure: Closure,
+                    origin: Dict[str, str], diagnostics: List[Diagnostic]) -> List[str]:
+    """The roots without listed UCX/libfabric/PMIx modules of a copy the MPI never loads.
+
+    The MPICH 5 wheel's ``libucs`` opens the wheel's ``mpich/ucx/``; the system's
+    ``/usr/lib/x86_64-linux-gnu/ucx/`` modules listed by a profile would never be used, and
+    would bring the system UCX's dependencies (and their glibc needs) into the container.
+    Each such directory is a warning naming it and the owner the MPI does load.
+    """
+    from hpcrun.resolve.providers import unrelated_modules
+
+    listed = [p for p in (lib.path for lib in profile.libraries)]
+    module_roots = [lib.path for lib in closure.libraries if lib.found_via == ROOT
+                    and any(lib.path == p or (_is_glob(p) and fnmatch.fnmatchcase(lib.path, p))
+                            for p in listed)]
+    unrelated = unrelated_modules(closure, module_roots)
+    if not unrelated:
+        return roots
+    dropped = {path for item in unrelated for path in item.paths}
+    for item in unrelated:
+        loads = (f"it loads {posixpath.basename(item.loaded)} from "
+                 f"{posixpath.dirname(item.loaded)}" if item.loaded
+                 else f"it loads no {item.owner_stem}*")
+        source = origin.get(item.paths[0], "") or next(
+            (origin[p] for p in listed if _is_glob(p) and p in origin
+             and fnmatch.fnmatchcase(item.paths[0], p)), item.directory)
+        diagnostics.append(Diagnostic(
+            WARNING, verdict.PROVIDER_UNRELATED,
+            f"{item.directory}: {len(item.paths)} {item.what} of another "
+            f"{item.owner_stem}* than the host MPI's ({loads}) are not bound",
+            hint="remove them from the site profile's [[libraries]] (hpcrun site validate "
+            "--deep names them)", source=source.split(":")[0]))
+    kept: List[str] = []
+    for path in roots:
+        if path not in listed:
+            kept.append(path)
+        elif _is_glob(path):
+            matches = [lib.path for lib in closure.libraries if lib.found_via == ROOT
+                       and fnmatch.fnmatchcase(lib.path, path)]
+            if not matches or not set(matches) <= dropped:
+                rest = [m for m in matches if m not in dropped]
+                kept.extend([path] if len(rest) == len(matches) else rest)
+                for match in rest:
+                    origin.setdefault(match, origin.get(path, ""))
+        elif path not in dropped:
+            kept.append(path)
+    return kept
 
 
 def _through_profile_binds(profile: Profile, host_path: str) -> str:

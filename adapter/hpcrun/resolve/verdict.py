@@ -59,6 +59,8 @@ NOT_GLIBC = "container-not-glibc"
 UNDEFINED = "mpi-undefined-symbols"
 FAMILY_UNKNOWN = "mpi-family-unknown"
 NOT_CHECKED = "not-checked"
+PROVIDER_UNRELATED = "provider-unrelated"
+PROVIDER_UNLOADABLE = "provider-unloadable"
 
 
 def verdict_of(diagnostics: Iterable[Diagnostic]) -> str:
@@ -236,6 +238,26 @@ def check_symbol_versions(loading: Sequence[Loading], host_defs: Dict[str, Tuple
                 hint=f"{lib.name} cannot load in this container ({lib.chain}); use an image with "
                 f"a newer {need.file.split('.so')[0]} or a host MPI built for older systems",
                 source=lib.info.path))
+    return out
+
+
+def optional_modules(found: Sequence[Diagnostic]) -> List[Diagnostic]:
+    """Symbol-version findings of run-time opened modules (UCX transports, libfabric
+    providers) as warnings: UCX and libfabric skip a module that fails to ``dlopen``, so the
+    job runs without that transport rather than failing."""
+    out: List[Diagnostic] = []
+    for item in found:
+        if item.severity != ERROR:
+            out.append(item)
+            continue
+        chain = item.hint.split("(", 1)[-1].split(")", 1)[0] if "(" in item.hint else ""
+        module = chain.split(" -> ")[0] if chain else item.source
+        out.append(Diagnostic(
+            WARNING, PROVIDER_UNLOADABLE,
+            f"{item.message}: the run-time module {module} cannot load in this container and "
+            "is skipped, so the transport it provides is not available here",
+            hint="an image with a newer C library can use it; the job runs without it",
+            source=item.source))
     return out
 
 
