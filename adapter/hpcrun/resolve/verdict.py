@@ -286,7 +286,16 @@ def check_undefined(app_symbols: Iterable[str], host_defined: Iterable[str],
     missing = [s for s in mpi_symbols(app_symbols) if s not in defined]
     if not missing:
         return []
-    shown = ", ".join(missing[:8]) + (f" (and {len(missing) - 8} more)" if len(missing) > 8 else "")
+    def listed(names: Sequence[str]) -> str:
+        return ", ".join(names[:8]) + (f" (and {len(names) - 8} more)" if len(names) > 8 else "")
+
+    profiling = [s for s in missing if s.upper().startswith("PMPI_")]
+    calls = [s for s in missing if not s.upper().startswith("PMPI_")]
+    parts = [listed(calls)] if calls else []
+    if profiling:
+        # PMPI_ names are what profiling and tracing tools (and some apps) call: name them.
+        parts.append(f"profiling interface entry points {listed(profiling)}")
+    shown = "; ".join(parts)
     internal = any(not s.upper().startswith(("MPI_", "PMPI_")) for s in missing)
     hint = ("the app uses MPI implementation internals; rebuild it against the standard MPI "
             "interface" if internal else "the host MPI lacks functions the app calls; use a "
