@@ -272,3 +272,24 @@ def test_abi_app_runs_on_the_other_implementation_for_real(sites, abi_image, mpi
         assert f"rank {rank} libmpi: /.hpcrun/lib/libmpi_abi.so.1" in output
         library = [line for line in output.splitlines() if line.startswith(f"rank {rank} library:")]
         assert library and BANNER[host] in library[0], output
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_refused_abi_launch_starts_no_rank(sites, abi_image, mpi_wheel) -> None:
+    """The app calls MPI_File_c2f/PMPI_File_c2f, which MPICH 5.0.2's libmpi_abi lacks: the
+    launch is refused before the launcher runs (exit 5, one error line with a hint), and no
+    rank prints anything."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("APPTAINER", "I_MPI_", "FI_", "UCX_", "PMI", "HPCRUN_SITE"))}
+    env["PATH"] = f"{mpi_wheel('mpich') / WHEEL_BIN['mpich']}:{env.get('PATH', '/usr/bin')}"
+    if not HPCRUN:
+        pytest.skip("the hpcrun entry point is not installed")
+    done = subprocess.run([HPCRUN, "--site", str(sites["mpich"]), "--runtime", "apptainer",
+                           "mpiexec.hydra", "-n", "2", str(abi_image), "/usr/local/bin/c2f_intel"],
+                          env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert done.stdout == ""  # no rank ran: c2f_intel prints a line per rank
+    errors = [line for line in done.stderr.splitlines() if line.startswith("hpcrun: error")]
+    assert errors and "PMPI_File_c2f" in done.stderr and "Traceback" not in done.stderr
+    assert "hint" in done.stderr
