@@ -20,6 +20,7 @@ from typing import Callable, Dict, Tuple
 import pytest
 
 from helpers import bullseye, images
+from hpcrun.cli.main import EXIT_OK, EXIT_WARNINGS
 from hpcrun.profiles.detect import detect_site, render_detection
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -91,8 +92,8 @@ def test_detected_wheel_profile_serves_the_debian11_image(old_images, wheel_site
     done = _hpcrun(["check", "--site", str(site), str(old_images[True]), "--app",
                     bullseye.APP, "--json"])
     report = json.loads(done.stdout)
-    # `hpcrun check` exits 0 for compatible, 1 for compatible with warnings, 2 incompatible
-    assert (report["verdict"], done.returncode) in (("compatible", 0), ("warnings", 1))
+    assert (report["verdict"], done.returncode) in (("compatible", EXIT_OK),
+                                                    ("warnings", EXIT_WARNINGS))
     codes = {d["code"] for d in report["diagnostics"]}
     assert "mpi-alias" in codes  # libmpich.so.12 served by the wheel's libmpi.so.12
     assert not [d for d in report["diagnostics"] if d["severity"] == "error"]
@@ -117,7 +118,7 @@ def test_system_ucx_listed_for_the_mpich_wheel_is_not_bound(old_images, wheel_si
     bad.write_text(text.replace(ours[0], f'path = "{SYSTEM_UCX}/libuct_*.so*"'))
     done = _hpcrun(["check", "--site", str(bad), str(old_images[True]), "--app", bullseye.APP,
                     "--json"])
-    assert done.returncode == 1, done.stdout + done.stderr  # warnings, not refused
+    assert done.returncode == EXIT_WARNINGS, done.stdout + done.stderr  # not refused
     report = json.loads(done.stdout)
     (unrelated,) = [d for d in report["diagnostics"] if d["code"] == "provider-unrelated"]
     assert unrelated["message"].startswith(f"{SYSTEM_UCX}: ")

@@ -19,6 +19,7 @@ from typing import Callable, Dict, List
 import pytest
 
 from helpers import images
+from hpcrun.cli.main import EXIT_INCOMPATIBLE, EXIT_OK, EXIT_WARNINGS
 from hpcrun.profiles.detect import detect_site, render_detection
 from hpcrun.resolve import abi, families
 
@@ -137,7 +138,8 @@ def check(site: Path, image: Path, app: str) -> Dict:
     done = subprocess.run([HPCRUN, "check", "--site", str(site), str(image), "--app", app,
                            "--json"], capture_output=True, text=True, timeout=120, check=False)
     report = json.loads(done.stdout)
-    expected = {"compatible": 0, "warnings": 1, "incompatible": 2}[report["verdict"]]
+    expected = {"compatible": EXIT_OK, "warnings": EXIT_WARNINGS,
+                "incompatible": EXIT_INCOMPATIBLE}[report["verdict"]]
     assert done.returncode == expected, done.stderr
     return report
 
@@ -278,7 +280,7 @@ def test_abi_app_runs_on_the_other_implementation_for_real(sites, abi_image, mpi
 @pytest.mark.slow
 def test_refused_abi_launch_starts_no_rank(sites, abi_image, mpi_wheel) -> None:
     """The app calls MPI_File_c2f/PMPI_File_c2f, which MPICH 5.0.2's libmpi_abi lacks: the
-    launch is refused before the launcher runs (exit 5, one error line with a hint), and no
+    launch is refused before the launcher runs (exit 68, one error line with a hint), and no
     rank prints anything."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("APPTAINER", "I_MPI_", "FI_", "UCX_", "PMI", "HPCRUN_SITE"))}
@@ -288,7 +290,7 @@ def test_refused_abi_launch_starts_no_rank(sites, abi_image, mpi_wheel) -> None:
     done = subprocess.run([HPCRUN, "--site", str(sites["mpich"]), "--runtime", "apptainer",
                            "mpiexec.hydra", "-n", "2", str(abi_image), "/usr/local/bin/c2f_intel"],
                           env=env, capture_output=True, text=True, timeout=240, check=False)
-    assert done.returncode == 5, done.stdout + done.stderr
+    assert done.returncode == EXIT_INCOMPATIBLE, done.stdout + done.stderr
     assert done.stdout == ""  # no rank ran: c2f_intel prints a line per rank
     errors = [line for line in done.stderr.splitlines() if line.startswith("hpcrun: error")]
     assert errors and "PMPI_File_c2f" in done.stderr and "Traceback" not in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -110,6 +111,8 @@ def test_libfabric_providers_go_to_libfabric_and_fi_provider_path(fabric_host: P
     ("/usr/lib/x86_64-linux-gnu/ucx/libuct_ib.so.0", "ucx"),
     ("/opt/mpich/lib/mpich/libfabric/libsockets-fi.so", "libfabric"),
     ("/opt/intel/lib/libfabric/libfabric.so.1", ""),  # Intel MPI: the owner itself lives there
+    ("/opt/intel/lib/libfabric/prov/libtcp-fi.so", "prov"),  # Intel MPI's providers
+    ("/opt/site/prov/libfoo.so", ""),  # a prov/ directory of something else
     ("/usr/lib/x86_64-linux-gnu/libucs.so.0", ""),
     ("/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3/mca_btl_tcp.so", ""),
 ])
@@ -121,3 +124,25 @@ def test_intel_libfabric_in_its_own_directory_stays_flat(host_sites: Callable) -
     site = host_sites("wheel-impi")
     result = resolve(site.profile, REQUEST, HOST, None, root=site.root)
     assert "/.hpcrun/lib/libfabric.so.1" in destinations(result.binds)
+
+
+def test_intel_libfabric_providers_in_prov_get_fi_provider_path(
+        host_sites: Callable, mpi_wheel: Callable, tmp_path: Path) -> None:
+    """Intel MPI 2019's libfabric/prov/*-fi.so go to prov/ beside its libfabric in the
+    container, and FI_PROVIDER_PATH points there (the host's value names a host path)."""
+    site = host_sites("wheel-impi")
+    prov = mpi_trees.wheel_lib(mpi_wheel("impi"), "impi") / "libfabric" / "prov"
+    target = site.root / "opt/intel/lib/libfabric/prov"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("libtcp-fi.so", "libsockets-fi.so"):
+        if not (target / name).exists():
+            shutil.copy2(prov / name, target / name)
+    profile = records.replace(site.profile, libraries=(
+        Library("/opt/intel/lib/libfabric/prov/*-fi.so"),))
+    result = resolve(profile, REQUEST, HOST, None, root=site.root)
+    dest = destinations(result.binds)
+    assert dest["/.hpcrun/lib/prov/libtcp-fi.so"].endswith("/prov/libtcp-fi.so")
+    assert "/.hpcrun/lib/libtcp-fi.so" not in dest
+    (variable,) = [e for e in result.env if e.name == "FI_PROVIDER_PATH"]
+    assert variable.value == "/.hpcrun/lib/prov"
+

@@ -70,6 +70,9 @@ def is_compiler_runtime(name: str) -> bool:
 PLUGIN_DIRS: Dict[str, Tuple[str, str]] = {
     "ucx": ("libucs.so", ""),
     "libfabric": ("libfabric.so", "FI_PROVIDER_PATH"),
+    # Intel MPI's own libfabric keeps its providers in prov/ beside it (its mpivars points
+    # FI_PROVIDER_PATH there); only *-fi.so files count, prov/ being a common name.
+    "prov": ("libfabric.so", "FI_PROVIDER_PATH"),
 }
 
 
@@ -81,6 +84,8 @@ def plugin_subdir(path: str) -> str:
     sub = parent.rsplit("/", 1)[-1]
     owner = PLUGIN_DIRS.get(sub)
     if owner is None or name.startswith(owner[0]):
+        return ""
+    if sub == "prov" and not name.endswith("-fi.so"):
         return ""
     return sub
 
