@@ -390,6 +390,26 @@ def test_libfabric_providers_beside_libfabric(wheel_site: HostSite) -> None:
     assert not [f for f in deep_checks(shown, wheel_site.root) if f.code.endswith("-hidden")]
 
 
+def test_system_ucx_modules_for_the_wheel_are_unrelated(wheel_site: HostSite) -> None:
+    """The wheel's libucs (lib/mpich/) opens lib/mpich/ucx/; the system's ucx/ modules,
+    listed, belong to a libucs the MPI never loads."""
+    need(f"{UCX_DIR}/libuct_cma.so.0")
+    copy_into(wheel_site.root, [f"{UCX_DIR}/{n}" for n in os.listdir(UCX_DIR)
+                                if n.startswith("libuct_") and ".so." in n])
+    fill_missing(wheel_site.root, [f"{UCX_DIR}/libuct_cma.so.0"])
+    profile = with_(wheel_site.profile, libraries=(
+        Library(path="/opt/mpich/lib/mpich/libfabric/*-fi.so"),
+        Library(path="/opt/mpich/lib/mpich/ucx/*.so*"),
+        Library(path=f"{UCX_DIR}/libuct_*.so.0")))
+    found = deep_checks(profile, wheel_site.root)
+    assert codes(found, "warning") == ["libraries[2].path profile.provider-unrelated"]
+    assert found[-1].message.startswith(f"{UCX_DIR} holds UCX modules of the libucs.so* in "
+                                        f"{LIBDIR}, which the host MPI never loads (it loads "
+                                        "libucs.so.0 from /opt/mpich/lib/mpich)")
+    assert codes(deep_checks(with_(profile, libraries=profile.libraries[:2]), wheel_site.root),
+                 "warning") == []
+
+
 def test_mpi_abi_claim_needs_the_abi_library(wheel_site: HostSite) -> None:
     mpi = wheel_site.profile.mpi
     assert mpi is not None and len(mpi.libraries) == 2  # libmpi.so.12, libmpi_abi.so.1

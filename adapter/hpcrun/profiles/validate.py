@@ -451,7 +451,7 @@ def deep_checks(profile: Profile, root: Path = Path("/"), machine: str = "") -> 
                          closure)
     visible = _Visibility.of(profile, root, roots)
     out += _verbs_providers(profile, root, closure, visible)
-    out += _module_dirs(profile, root, closure, keys, visible)
+    out += _module_dirs(profile, root, closure, keys, visible, dict((p, k) for k, p in roots))
     return out
 
 
@@ -828,7 +828,7 @@ def _module_files(root: Path, directory: str) -> Dict[str, List[str]]:
 
 
 def _module_dirs(profile: Profile, root: Path, closure: Closure, keys: Dict[str, str],
-                 visible: _Visibility) -> List[Diagnostic]:
+                 visible: _Visibility, root_keys: Dict[str, str]) -> List[Diagnostic]:
     """Provider directories of the libfabric, UCX and PMIx the closure loads (found as they
     are at run time, :mod:`hpcrun.resolve.providers`) must be visible; listed modules of a
     copy the MPI does not load are reported."""
@@ -856,11 +856,9 @@ def _module_dirs(profile: Profile, root: Path, closure: Closure, keys: Dict[str,
                          "profile does not make them visible",
                          f"add [[libraries]] path = \"{found.glob}\" (kind = "
                          f"\"provider\"), or bind {found.directory}"))
-    listed_roots = [lib.path for lib in closure.libraries
-                    if _chain_key(keys, lib.chain).startswith("libraries[")]
+    listed_roots = [path for path, key in root_keys.items() if key.startswith("libraries[")]
     for item in unrelated_modules(closure, listed_roots):
-        first = closure.find(item.paths[0])
-        key = _chain_key(keys, first.chain) if first is not None else "libraries"
+        key = root_keys.get(item.paths[0], "libraries")
         loads = (f"it loads {posixpath.basename(item.loaded)} from "
                  f"{posixpath.dirname(item.loaded)}" if item.loaded
                  else f"it loads no {item.owner_stem}*")
