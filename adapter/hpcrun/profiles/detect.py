@@ -529,8 +529,9 @@ def probe_stack(probe: _Probe, mpi: Optional[Mpi]) -> Tuple[List[Library], List[
                         "Open MPI looks for its components in this compiled-in directory")
             roots.append(os.path.join(pkglib, "*.so"))
         else:
-            probe.note("libraries", "Open MPI's component directory (pkglibdir) holds no "
-                       "mca_*.so: its components are built into the library")
+            probe.note("libraries", GUESS + "no mca_*.so in Open MPI's component directory "
+                       "(pkglibdir): its components are probably built into the library "
+                       "(as in the PyPI wheel); otherwise add them as [[libraries]]")
         forward.append("UCX_*")
     if intel and mpi:
         fabric = _intel_libfabric(probe, mpi)
