@@ -106,3 +106,41 @@ def test_mpi_symbols_filter() -> None:
     assert verdict.mpi_symbols(["MPI_Init", "printf", "MPII_Op_set_cxx", "ompi_mpi_comm_world",
                                 "mpi_init_", "malloc"]) == (
         "MPII_Op_set_cxx", "MPI_Init", "mpi_init_", "ompi_mpi_comm_world")
+
+
+def test_family_rules_are_data_with_reasons_that_match_their_schema() -> None:
+    """data/mpi-families.json is the source of the family rules; every family and rule
+    carries its reason, the file matches its schema, and the image-side name table
+    (hpcrun.elf.mpi, which reads images without this file) agrees with it."""
+    import json
+    from pathlib import Path
+
+    jsonschema = pytest.importorskip("jsonschema")
+    data = families.rules()
+    schema = json.loads((Path(families.DATA).parent / "mpi-families.schema.json").read_text())
+    jsonschema.validate(data, schema)
+    assert {f["family"] for f in data["families"]} == {"mpich", "openmpi", "mpi-abi"}
+    assert all(f["reason"] and f["serves"]["reason"] for f in data["families"])
+    from hpcrun.elf.mpi import mpi_name
+
+    for entry in data["families"]:
+        for stem, role in entry["stems"].items():
+            major = (entry["libmpi_majors"] or ["1"])[0]
+            if entry["family"] == "openmpi":
+                major = "40"
+            assert families.soname_family(f"{stem}.so.{major}") == entry["family"]
+            assert mpi_name(f"{stem}.so.{major}") == (entry["family"], role), stem
+        for role, soname in entry["canonical"].items():
+            assert families.canonical(entry["family"], role) == soname
+            assert families.soname_role(soname) == role
+    # The standard ABI's details file names the same libraries.
+    from hpcrun.resolve import abi
+
+    (standard,) = [f for f in data["families"] if f["family"] == "mpi-abi"]
+    assert {f"{stem}.so.1" for stem in standard["stems"]} == set(abi.sonames())
+
+
+def test_a_family_the_data_does_not_know_is_never_served_by_alias() -> None:
+    host = [("libmpi.so.12", "/h/libmpi.so.12", "other")]
+    assert families.find_provider("libmpich.so.12", "other", host) is None
+    assert families.family_label("other") == "unknown MPI family"

@@ -1,6 +1,7 @@
-"""MPI ABI families and the names their libraries go by.
+"""MPI ABI families and the names their libraries go by, evaluated from data.
 
-Three ABI families exist (bind-model.md section 3):
+The rules live in ``hpcrun/data/mpi-families.json`` with their reasons (schema beside it;
+the MPI-5 standard ABI's details in ``mpi-abi.json``, :mod:`hpcrun.resolve.abi`):
 
 * MPICH ABI: ``libmpi.so.12`` (Fortran ``libmpifort.so.12``, C++ ``libmpicxx.so.12``); Debian
   and Ubuntu spell the same ABI ``libmpich.so.12`` / ``libmpichfort.so.12`` /
@@ -10,12 +11,14 @@ Three ABI families exist (bind-model.md section 3):
   and ``libmpi_cxx``.
 * The MPI-5 standard ABI: ``libmpi_abi.so.1``, which any implementation shipping it serves.
 
-Everything here is a pure function of names: which family and role a soname belongs to, and
-which host library can stand in for a soname the application needs.
+Everything here is a pure function of names and that data: which family and role a soname
+belongs to, and which host library can stand in for a soname the application needs.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 
 from hpcrun.records import record
@@ -23,7 +26,7 @@ from hpcrun.records import record
 # typing is for type checkers only: importing it at run time costs every call ~5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, Optional, Sequence, Tuple
+    from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 MPICH = "mpich"
 OPENMPI = "openmpi"
@@ -35,39 +38,43 @@ FORTRAN = "fortran"
 CXX = "cxx"
 ABI = "abi"
 
-# (stem, role) -> family for names that are unambiguous.  The version suffix (soname major)
-# decides the rest, see soname_family().
-_MPICH_STEMS: Dict[str, str] = {
-    "libmpich": C,
-    "libmpi_cray": C,
-    "libmpichfort": FORTRAN,
-    "libmpifort": FORTRAN,
-    "libmpifort_cray": FORTRAN,
-    "libmpichcxx": CXX,
-    "libmpicxx": CXX,
-}
-_OPENMPI_STEMS: Dict[str, str] = {
-    "libmpi_mpifh": FORTRAN,
-    "libmpi_usempif08": FORTRAN,
-    "libmpi_usempi_ignore_tkr": FORTRAN,
-    "libmpi_usempi": FORTRAN,
-    "libmpi_cxx": CXX,
-}
-_ABI_STEMS: Dict[str, str] = {"libmpi_abi": ABI, "libmpifort_abi": FORTRAN}
-
-# The one canonical soname per (family, role), what upstream builds link against.
-CANONICAL: Dict[Tuple[str, str], str] = {
-    (MPICH, C): "libmpi.so.12",
-    (MPICH, FORTRAN): "libmpifort.so.12",
-    (MPICH, CXX): "libmpicxx.so.12",
-    (MPI_ABI, ABI): "libmpi_abi.so.1",
-}
-
-MPICH_ABI_MAJOR = "12"
-# Open MPI sonames of libmpi by release series.
-OPENMPI_MAJORS = ("40", "20", "12", "1", "0")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
+                    "mpi-families.json")
 
 _SONAME = re.compile(r"^(?P<stem>.+?)\.so(?:\.(?P<version>\d+(?:\.\d+)*))?$")
+
+
+@functools.cache
+def rules() -> Dict[str, Any]:
+    """The parsed ``mpi-families.json`` (read once, at the first question about a name)."""
+    import json
+
+    with open(DATA, encoding="utf-8") as stream:
+        data: Dict[str, Any] = json.load(stream)
+    return data
+
+
+@functools.cache
+def _stems() -> Dict[str, Tuple[str, str]]:
+    """Library stem -> (family, role), for the names that say their family by themselves."""
+    out: Dict[str, Tuple[str, str]] = {}
+    for entry in rules()["families"]:
+        for stem, role in entry["stems"].items():
+            out[stem] = (entry["family"], role)
+    return out
+
+
+def _family(name: str) -> Dict[str, Any]:
+    for entry in rules()["families"]:
+        if entry["family"] == name:
+            return entry
+    return {}
+
+
+def canonical(family: str, role: str) -> str:
+    """The soname upstream builds of ``family`` link against for ``role`` ("" if none)."""
+    found: str = _family(family).get("canonical", {}).get(role, "")
+    return found
 
 
 @record
@@ -98,9 +105,9 @@ def parse_soname(name: str) -> SonameInfo:
 def soname_role(name: str) -> str:
     """The role of an MPI library name: c, fortran, cxx, abi, or "" when it is not MPI."""
     info = parse_soname(name)
-    for table in (_MPICH_STEMS, _OPENMPI_STEMS, _ABI_STEMS):
-        if info.stem in table:
-            return table[info.stem]
+    found = _stems().get(info.stem)
+    if found is not None:
+        return found[1]
     if info.stem == "libmpi":
         return C
     return ""
@@ -114,29 +121,28 @@ def is_mpi_name(name: str) -> bool:
 def soname_family(name: str, hint: str = "") -> str:
     """The ABI family a library name belongs to (mpich, openmpi, mpi-abi, unknown).
 
-    ``libmpi.so.12`` is ambiguous (MPICH ABI, or Open MPI 1.10): the ``hint`` (a family
-    known from symbols or from the site profile) decides, and without one it is MPICH, the
-    common case today.  Unknown names give ``unknown``.
+    ``libmpi.so.12`` is ambiguous (MPICH ABI, or Open MPI 1.10; the data's ``ambiguous``
+    table): the ``hint`` (a family known from symbols or from the site profile) decides,
+    and without one it is the default, MPICH.  Unknown names give ``unknown``.
     """
     info = parse_soname(name)
-    if info.stem in _ABI_STEMS:
-        return MPI_ABI
-    if info.stem in _MPICH_STEMS:
-        return MPICH
-    if info.stem in _OPENMPI_STEMS:
-        return OPENMPI
-    if info.stem == "libmpi":
-        if info.major == MPICH_ABI_MAJOR:
-            return OPENMPI if hint == OPENMPI else MPICH
-        if info.major in OPENMPI_MAJORS:
-            return OPENMPI
+    found = _stems().get(info.stem)
+    if found is not None:
+        return found[0]
+    if info.stem == "libmpi" and info.major:
+        ambiguous = rules()["ambiguous"].get(f"libmpi.so.{info.major}")
+        if ambiguous is not None:
+            return hint if hint in ambiguous["others"] else str(ambiguous["default"])
+        for entry in rules()["families"]:
+            if info.major in entry["libmpi_majors"]:
+                return str(entry["family"])
     return UNKNOWN
 
 
 def family_label(family: str) -> str:
-    """A family as people say it: "MPICH ABI", "Open MPI", "MPI-5 ABI"."""
-    return {MPICH: "MPICH ABI", OPENMPI: "Open MPI", MPI_ABI: "MPI-5 standard ABI"}.get(
-        family, "unknown MPI family")
+    """A family as people say it: "MPICH ABI", "Open MPI", "MPI-5 standard ABI"."""
+    label: str = _family(family).get("label", "unknown MPI family")
+    return label
 
 
 @record
@@ -161,8 +167,9 @@ def find_provider(needed: str, family: str, host: Sequence[Tuple[str, str, str]]
     ``host`` lists (soname, path, family) of the host MPI libraries.  An exact soname match
     of the same family wins; otherwise a host library of the same family, role and soname
     major serves under an alias (Debian's ``libmpich.so.12`` for ``libmpi.so.12``, Intel
-    MPI's ``libmpifort.so.12`` for ``libmpichfort.so.12``).  ``libmpi_abi.so.1`` is served
-    only by a host library with that soname.  None when nothing fits.
+    MPI's ``libmpifort.so.12`` for ``libmpichfort.so.12``), as the family's ``serves`` rule
+    says; ``libmpi_abi.so.1`` (rule ``same-soname``) is served only by a host library with
+    that soname.  None when nothing fits.
     """
     role = soname_role(needed)
     major = parse_soname(needed).major
@@ -171,8 +178,8 @@ def find_provider(needed: str, family: str, host: Sequence[Tuple[str, str, str]]
     for soname, path, host_family in host:
         if soname == needed and host_family == family:
             return Provision(needed, soname, path, False, f"host MPI provides {needed}")
-    if family == MPI_ABI:
-        return None
+    if _family(family).get("serves", {}).get("rule") != "same-role-and-major":
+        return None  # same-soname (the standard ABI), or a family the data does not know
     for soname, path, host_family in host:
         if host_family != family or soname_role(soname) != role:
             continue
