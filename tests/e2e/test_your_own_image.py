@@ -26,6 +26,12 @@ from typing import Dict, List
 
 import pytest
 
+# Two debootstrap builds (5-30 min each on a loaded 2-core machine) are not yet proven to fit
+# CI's 90 minutes from a cold cache; run with HPCRUN_TEST_RECIPE_BUILD=1 (issue #17 open).
+pytestmark_build = pytest.mark.skipif(
+    os.environ.get("HPCRUN_TEST_RECIPE_BUILD") != "1",
+    reason="real recipe builds run with HPCRUN_TEST_RECIPE_BUILD=1 (not yet in CI's budget)")
+
 from hpcrun.cli.main import EXIT_INCOMPATIBLE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +40,7 @@ HOST_LIBMPICH = "/usr/lib/x86_64-linux-gnu/libmpich.so.12"
 CACHE = Path(os.environ.get("HPCRUN_TEST_IMAGES",
                             Path.home() / ".cache" / "hpcrun-test-images"))
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytestmark_build, pytest.mark.e2e, pytest.mark.slow]
 
 
 def _requirements() -> str:
